@@ -1,0 +1,171 @@
+"""``bornfield`` command line: parses arguments and calls the stage functions, nothing more.
+
+User errors (bad files, bad options) end with one line on stderr and exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bornfield import __version__
+from bornfield.errors import BornfieldError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_data_inspect(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.data.inspect import plot_summary, summarize
+
+    frames = io.read(args.file, format=args.format)
+    print(summarize(frames, str(args.file)))
+    if args.plot:
+        plot_summary(frames, args.plot, title=Path(args.file).name)
+        print(f"  plot: {args.plot}")
+
+
+def _cmd_data_validate(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.data.validate import asr_residual, fix_asr, validate
+
+    frames = io.read(args.file, format=args.format)
+    if args.require:
+        from bornfield.data.validate import require_keys
+
+        require_keys(frames, args.require.split(","), str(args.file))
+    if args.fix_asr:
+        if not args.out:
+            raise BornfieldError("--fix-asr needs --out FILE (the input is never modified)")
+        before = [
+            asr_residual(a.arrays["born_charges"]) for a in frames if "born_charges" in a.arrays
+        ]
+        moved = fix_asr(frames)
+        print(
+            f"ASR fix: residual max {max(before, default=0):.3g} e -> 0; per-atom shift max "
+            f"{max(moved, default=0):.3g} e, mean {sum(moved) / max(len(moved), 1):.3g} e"
+        )
+    validate(frames, str(args.file), asr_tol=args.asr_tol)
+    if args.out:
+        io.write(args.out, frames)
+        print(f"wrote {len(frames)} frames to {args.out}")
+    print(f"{args.file}: {len(frames)} frames OK")
+
+
+def _cmd_data_convert(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+
+    structure = io.read(args.structure)[-1] if args.structure else None
+    frames = io.read(args.input, format=args.format, structure=structure)
+    io.write(args.output, frames)
+    print(f"wrote {len(frames)} frames to {args.output}")
+
+
+def _cmd_data_split(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.data.splits import kfold, random_split
+
+    frames = io.read(args.file)
+    out = Path(args.out_dir)
+    try:
+        if args.kfold:
+            for i, (train, test) in enumerate(kfold(len(frames), args.kfold, args.seed)):
+                io.write(out / f"fold{i}_train.xyz", [frames[j] for j in train])
+                io.write(out / f"fold{i}_test.xyz", [frames[j] for j in test])
+            print(f"wrote {args.kfold} folds to {out}")
+        else:
+            train, test = random_split(len(frames), args.test_fraction, args.seed)
+            io.write(out / "train.xyz", [frames[j] for j in train])
+            io.write(out / "test.xyz", [frames[j] for j in test])
+            print(f"wrote {len(train)} train / {len(test)} test frames to {out}")
+    except ValueError as exc:
+        raise BornfieldError(f"{args.file}: {exc}") from None
+
+
+def _cmd_data_sparsify(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.data.splits import farthest_point_sampling
+
+    frames = io.read(args.file)
+    try:
+        idx = farthest_point_sampling(frames, args.n, seed=args.seed, r_max=args.r_max)
+    except ValueError as exc:
+        raise BornfieldError(f"{args.file}: {exc}") from None
+    io.write(args.out, [frames[i] for i in idx])
+    print(f"picked {len(idx)} of {len(frames)} frames by farthest-point sampling -> {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bornfield", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"bornfield {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect, validate, convert, split and sparsify datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    fmt = {"choices": ["extxyz", "abinit", "vasp-outcar", "phonopy-born"], "default": None}
+
+    q = dsub.add_parser("inspect", help="summary of a labelled dataset")
+    q.add_argument("file")
+    q.add_argument("--format", **fmt)
+    q.add_argument("--plot", metavar="PNG", help="write histograms of E, |F| and Z*")
+    q.set_defaults(func=_cmd_data_inspect)
+
+    q = dsub.add_parser("validate", help="check shapes, ranges, cells and the acoustic sum rule")
+    q.add_argument("file")
+    q.add_argument("--format", **fmt)
+    q.add_argument("--asr-tol", type=float, default=0.1, help="max |Σ_k Z*| in e (default 0.1)")
+    q.add_argument("--require", help="comma-separated keys every frame must carry")
+    q.add_argument("--fix-asr", action="store_true", help="subtract the per-structure mean Z*")
+    q.add_argument("--out", help="write the (fixed) frames here")
+    q.set_defaults(func=_cmd_data_validate)
+
+    q = dsub.add_parser("convert", help="import ABINIT/VASP/phonopy output to extxyz")
+    q.add_argument("input")
+    q.add_argument("output")
+    q.add_argument("--format", **fmt)
+    q.add_argument("--structure", help="structure file (needed for phonopy BORN)")
+    q.set_defaults(func=_cmd_data_convert)
+
+    q = dsub.add_parser("split", help="seeded random or k-fold split")
+    q.add_argument("file")
+    q.add_argument("--out-dir", required=True)
+    q.add_argument("--test-fraction", type=float, default=0.1)
+    q.add_argument("--kfold", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_cmd_data_split)
+
+    q = dsub.add_parser("sparsify", help="pick N frames by farthest-point sampling")
+    q.add_argument("file")
+    q.add_argument("-n", type=int, required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--r-max", type=float, default=6.0, help="descriptor cutoff (Å)")
+    q.set_defaults(func=_cmd_data_sparsify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (BornfieldError, OSError) as exc:
+        if args.debug:
+            raise
+        msg = (
+            str(exc)
+            if isinstance(exc, BornfieldError)
+            else f"{exc.filename or ''}: {exc.strerror or exc}"
+        )
+        print(f"bornfield: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("bornfield: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

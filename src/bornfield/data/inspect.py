@@ -1,0 +1,180 @@
+"""Summaries of labelled datasets: what ``bornfield data inspect`` prints and plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.data.keys import KEYS
+from bornfield.data.validate import asr_residual
+
+
+@dataclass
+class Summary:
+    """Dataset statistics; ``str()`` gives the human-readable report."""
+
+    source: str
+    n_frames: int
+    n_atoms: tuple[int, int]
+    elements: dict[str, int]
+    cell_lengths: tuple[np.ndarray, np.ndarray]
+    labels: dict[str, int]
+    energy_per_atom: tuple[float, float] | None = None
+    force_abs: tuple[float, float, float] | None = None  # min, mean, max of |F|
+    asr_residuals: np.ndarray | None = None
+    zstar_diag: dict[str, np.ndarray] = field(default_factory=dict)  # element -> mean diag
+    zstar_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    zstar_sites: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lo, hi = self.cell_lengths
+        out = [
+            f"{self.source}",
+            f"  frames: {self.n_frames}   atoms per frame: {self.n_atoms[0]}–{self.n_atoms[1]}",
+            "  elements: " + ", ".join(f"{el} {n}" for el, n in self.elements.items()),
+            "  cell lengths (Å): "
+            + "  ".join(f"{c} {a:.3f}–{b:.3f}" for c, a, b in zip("abc", lo, hi, strict=True)),
+            "  labels: "
+            + ", ".join(
+                f"{k} [{KEYS[k].unit}] ({n}/{self.n_frames})" for k, n in self.labels.items()
+            ),
+        ]
+        if self.energy_per_atom:
+            out.append("  energy per atom (eV): {:.4f} … {:.4f}".format(*self.energy_per_atom))
+        if self.force_abs:
+            out.append("  |F| (eV/Å): min {:.3g}  mean {:.3g}  max {:.3g}".format(*self.force_abs))
+        if self.asr_residuals is not None:
+            r = self.asr_residuals
+            out.append(
+                f"  ASR residual max_ab|Σ_k Z*| (e): max {r.max():.2e}  median {np.median(r):.2e}"
+                f"  (frame {int(r.argmax())} worst)"
+            )
+        if self.zstar_diag:
+            out.append(
+                "  Z* mean diagonal (xx, yy, zz) and range of single diagonal components (e):"
+            )
+            for el, d in self.zstar_diag.items():
+                lo_z, hi_z = self.zstar_range[el]
+                out.append(
+                    f"    {el:3s} ({d[0]:+.2f}, {d[1]:+.2f}, {d[2]:+.2f})"
+                    f"   {lo_z:+.2f} … {hi_z:+.2f}"
+                )
+                for n_sites, diag in self.zstar_sites.get(el, []):
+                    out.append(
+                        f"      site of {n_sites} atoms:"
+                        f" ({diag[0]:+.2f}, {diag[1]:+.2f}, {diag[2]:+.2f})"
+                    )
+        return "\n".join(out)
+
+
+def _site_groups(atoms: Atoms, symprec: float = 0.1) -> np.ndarray | None:
+    """Crystallographic orbit of each atom (spglib), or None if symmetry cannot be found."""
+    import spglib
+
+    ds = spglib.get_symmetry_dataset(
+        (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=symprec
+    )
+    return None if ds is None else np.asarray(ds.crystallographic_orbits)
+
+
+def summarize(frames: Sequence[Atoms], source: str = "<frames>") -> Summary:
+    """Collect counts, ranges, ASR residuals and per-element / per-site Z* statistics."""
+    symbols = [s for a in frames for s in a.get_chemical_symbols()]
+    elements = {el: symbols.count(el) for el in dict.fromkeys(symbols)}
+    lengths = np.array([a.cell.lengths() for a in frames])
+    labels = {}
+    for name, key in KEYS.items():
+        n = sum(name in (a.arrays if key.where == "arrays" else a.info) for a in frames)
+        if n:
+            labels[name] = n
+    s = Summary(
+        source=source,
+        n_frames=len(frames),
+        n_atoms=(min(map(len, frames)), max(map(len, frames))),
+        elements=elements,
+        cell_lengths=(lengths.min(axis=0), lengths.max(axis=0)),
+        labels=labels,
+    )
+    e = [a.info["energy"] / len(a) for a in frames if "energy" in a.info]
+    if e:
+        s.energy_per_atom = (min(e), max(e))
+    f = [np.linalg.norm(a.arrays["forces"], axis=1) for a in frames if "forces" in a.arrays]
+    if f:
+        fa = np.concatenate(f)
+        s.force_abs = (float(fa.min()), float(fa.mean()), float(fa.max()))
+    with_z = [a for a in frames if "born_charges" in a.arrays]
+    if with_z:
+        s.asr_residuals = np.array([asr_residual(a.arrays["born_charges"]) for a in with_z])
+        z_sym = np.concatenate([a.get_chemical_symbols() for a in with_z])
+        diag = np.concatenate(
+            [np.diagonal(a.arrays["born_charges"], axis1=1, axis2=2) for a in with_z]
+        )
+        for el in dict.fromkeys(z_sym):
+            d = diag[z_sym == el]
+            s.zstar_diag[el] = d.mean(axis=0)
+            s.zstar_range[el] = (float(d.min()), float(d.max()))
+        _add_site_means(s, with_z)
+    return s
+
+
+def _add_site_means(s: Summary, frames: Sequence[Atoms]) -> None:
+    """Per-site mean diagonal where one element sits on several inequivalent sites (same cell)."""
+    ref = frames[0]
+    if any(len(a) != len(ref) or (a.numbers != ref.numbers).any() for a in frames):
+        return
+    orbits = _site_groups(ref)
+    if orbits is None:
+        return
+    diag = np.mean(
+        [np.diagonal(a.arrays["born_charges"], axis1=1, axis2=2) for a in frames], axis=0
+    )
+    symbols = np.array(ref.get_chemical_symbols())
+    for el in s.zstar_diag:
+        reps = sorted(set(orbits[symbols == el]))
+        if not 1 < len(reps) <= 4:
+            continue
+        sites = [(int((orbits == r).sum()), diag[orbits == r].mean(axis=0)) for r in reps]
+        if max(np.abs(a[1] - b[1]).max() for a in sites for b in sites) > 0.1:
+            s.zstar_sites[el] = sites
+
+
+def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = "") -> None:
+    """Histograms of energy per atom, |F| and diagonal Z* per element, as one PNG (atomic write)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bornfield.data.io import atomic_output
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    e = [a.info["energy"] / len(a) for a in frames if "energy" in a.info]
+    axes[0].hist(e, bins=30, color="C0") if e else axes[0].text(
+        0.5, 0.5, "no energies", ha="center"
+    )
+    axes[0].set_xlabel("energy per atom (eV)")
+    f = [np.linalg.norm(a.arrays["forces"], axis=1) for a in frames if "forces" in a.arrays]
+    if f:
+        axes[1].hist(np.concatenate(f), bins=40, color="C1")
+    axes[1].set_xlabel("|F| (eV/Å)")
+    with_z = [a for a in frames if "born_charges" in a.arrays]
+    if with_z:
+        z_sym = np.concatenate([a.get_chemical_symbols() for a in with_z])
+        diag = np.concatenate(
+            [np.diagonal(a.arrays["born_charges"], axis1=1, axis2=2) for a in with_z]
+        )
+        for el in dict.fromkeys(z_sym):
+            axes[2].hist(diag[z_sym == el].ravel(), bins=40, alpha=0.6, label=el)
+        axes[2].legend()
+    axes[2].set_xlabel("diagonal Z* (e)")
+    for ax in axes:
+        ax.set_ylabel("count")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

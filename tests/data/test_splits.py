@@ -1,0 +1,79 @@
+"""Seeded splits, k-fold partitions and farthest-point sparsification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import cubic_catio3, run_cli
+
+from bornfield.data import io
+from bornfield.data.splits import farthest_point_sampling, kfold, random_split
+
+
+def test_random_split_is_seeded_and_disjoint():
+    tr, te = random_split(50, 0.2, seed=3)
+    assert len(te) == 10 and len(tr) == 40
+    assert not set(tr) & set(te) and set(tr) | set(te) == set(range(50))
+    tr2, te2 = random_split(50, 0.2, seed=3)
+    assert (te == te2).all() and (tr == tr2).all()
+    assert not (random_split(50, 0.2, seed=4)[1] == te).all()
+
+
+def test_kfold_partitions():
+    folds = kfold(23, 5, seed=1)
+    tests = np.concatenate([te for _, te in folds])
+    assert sorted(tests) == list(range(23))
+    for tr, te in folds:
+        assert not set(tr) & set(te) and len(tr) + len(te) == 23
+    with pytest.raises(ValueError):
+        kfold(3, 5)
+
+
+def _snapshots(n: int, amp: float = 0.03) -> list:
+    frames = []
+    for i in range(n):
+        a = cubic_catio3().repeat(2)
+        a.rattle(amp, seed=i)
+        frames.append(a)
+    return frames
+
+
+def test_fps_picks_outliers_first_and_distinct():
+    frames = _snapshots(20)
+    outlier = cubic_catio3(4.2).repeat(2)  # strained cell: far from the rest
+    frames.insert(7, outlier)
+    idx = farthest_point_sampling(frames, 5, seed=0)
+    assert len(set(idx.tolist())) == 5
+    assert 7 in idx[:2]
+    assert (farthest_point_sampling(frames, 5, seed=0) == idx).all()
+
+
+def test_fps_covers_better_than_random():
+    """Max-min distance of the FPS pick beats a random pick of the same size."""
+    from bornfield.data.splits import rdf_descriptor
+
+    frames = _snapshots(10, 0.02) + _snapshots(10, 0.15)
+    x = np.stack([rdf_descriptor(a, ["Ca", "O", "Ti"]) for a in frames])
+
+    def covering_radius(sel):
+        d = np.linalg.norm(x[:, None] - x[sel][None], axis=2)
+        return d.min(axis=1).max()
+
+    fps = farthest_point_sampling(frames, 4)
+    rnd = [np.random.default_rng(s).choice(20, 4, replace=False) for s in range(20)]
+    assert covering_radius(fps) <= np.median([covering_radius(r) for r in rnd])
+
+
+def test_split_and_sparsify_cli(tmp_path):
+    frames = _snapshots(6)
+    for a in frames:
+        a.info["energy"] = -1.0
+    p = tmp_path / "md.xyz"
+    io.write(p, frames)
+    r = run_cli("data", "split", str(p), "--out-dir", str(tmp_path / "cv"), "--kfold", "3")
+    assert r.returncode == 0, r.stderr
+    assert sum(len(io.read(tmp_path / "cv" / f"fold{i}_test.xyz")) for i in range(3)) == 6
+    r = run_cli("data", "sparsify", str(p), "-n", "3", "--out", str(tmp_path / "s.xyz"))
+    assert r.returncode == 0 and len(io.read(tmp_path / "s.xyz")) == 3
+    r = run_cli("data", "sparsify", str(p), "-n", "9", "--out", str(tmp_path / "s.xyz"))
+    assert r.returncode == 2 and "cannot pick 9 of 6" in r.stderr
