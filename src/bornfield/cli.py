@@ -97,6 +97,50 @@ def _cmd_data_sparsify(args: argparse.Namespace) -> None:
     print(f"picked {len(idx)} of {len(frames)} frames by farthest-point sampling -> {args.out}")
 
 
+def _cmd_label(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.label import label_structures, preset
+
+    overrides = {"bec": not args.no_bec}
+    if args.ecut:
+        overrides["ecut"] = args.ecut
+    if args.nstep:
+        overrides["nstep"] = args.nstep
+    settings = preset(args.preset, **overrides)
+    structures = io.read(args.structures)
+    report = label_structures(structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np)
+    print(
+        f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
+    )
+    if report.failed:
+        for i, why in sorted(report.failed.items()):
+            print(f"  structure {i}: {why}", file=sys.stderr)
+        raise BornfieldError(f"{len(report.failed)} of {len(structures)} structures failed")
+
+
+def _cmd_structures(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.label import generators as g
+
+    if args.kind == "cubic":
+        base = g.cubic_perovskite(args.formula, args.a)
+    elif args.kind == "pnma":
+        base = g.pnma_catio3()
+    else:
+        base = io.read(args.structure)[-1]
+    if args.supercell:
+        base = base.repeat([int(x) for x in args.supercell.split("x")])
+    if args.atom is not None:
+        amps = [float(x) for x in args.amplitudes.split(",")]
+        frames = g.displacement_scan(base, args.atom, args.direction, amps)
+    elif args.n:
+        frames = g.perturbed(base, args.n, args.rattle, args.strain, args.seed)
+    else:
+        frames = [base]
+    io.write(args.out, frames)
+    print(f"wrote {len(frames)} structures ({len(frames[0])} atoms) to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bornfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"bornfield {__version__}")
@@ -144,6 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--r-max", type=float, default=6.0, help="descriptor cutoff (Å)")
     q.set_defaults(func=_cmd_data_sparsify)
+
+    q = sub.add_parser("label", help="DFT labels with ABINIT (energy, forces, stress, Z*, eps_inf)")
+    q.add_argument("structures", help="extxyz file of structures to label")
+    q.add_argument("--out", required=True, help="labelled frames are appended here")
+    q.add_argument("--preset", default="production", help="test | production")
+    q.add_argument("--np", type=int, default=2, help="MPI ranks (default 2)")
+    q.add_argument("--no-bec", action="store_true", help="energy, forces, stress only")
+    q.add_argument("--job-dir", help="job directory (default OUT.job)")
+    q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
+    q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
+    q.set_defaults(func=_cmd_label)
+
+    q = sub.add_parser("structures", help="generate structures to label")
+    q.add_argument("kind", choices=["cubic", "pnma", "file"])
+    q.add_argument("--out", required=True)
+    q.add_argument("--formula", default="CaTiO3")
+    q.add_argument("--a", type=float, help="cubic lattice constant (Å)")
+    q.add_argument("--structure", help="with 'file': the structure to start from")
+    q.add_argument("--supercell", help="e.g. 2x2x2")
+    q.add_argument("-n", type=int, default=0, help="number of strained, rattled copies")
+    q.add_argument("--rattle", type=float, default=0.05, help="displacement std (Å)")
+    q.add_argument("--strain", type=float, default=0.02, help="max strain component")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--atom", type=int, help="single-atom scan: atom index")
+    q.add_argument("--direction", default="z")
+    q.add_argument("--amplitudes", default="-0.1,-0.05,0.05,0.1", help="Å, comma-separated")
+    q.set_defaults(func=_cmd_structures)
     return p
 
 

@@ -1,0 +1,76 @@
+"""Structures to label: cubic and Pnma perovskites, strained and rattled copies, scans."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+
+#: pseudo-cubic lattice constants (Å) near the PBEsol values
+CUBIC_A = {"CaTiO3": 3.84, "BaTiO3": 4.00, "CaZrO3": 4.12}
+#: experimental Pnma CaTiO3 (Sasaki et al. 1987, Pnma setting): a, b, c in Å
+PNMA_CELL = (5.4423, 7.6401, 5.3796)
+
+
+def cubic_perovskite(formula: str = "CaTiO3", a: float | None = None) -> Atoms:
+    """5-atom cubic ABO3: A at the origin, B at the body centre, O at the face centres."""
+    a = a if a is not None else CUBIC_A[formula]
+    sym = Atoms(formula).get_chemical_symbols()  # e.g. Ca Ti O O O
+    frac = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return Atoms(sym, scaled_positions=frac, cell=np.eye(3) * a, pbc=True)
+
+
+def pnma_catio3(scale: float = 1.0) -> Atoms:
+    """20-atom orthorhombic Pnma CaTiO3 (a⁻a⁻c⁺ tilts) from the experimental structure.
+
+    Sasaki, Prewitt, Bass & Schulze, Acta Cryst. C43, 1668 (1987), given in Pbnm and turned to
+    the standard Pnma setting (x, y, z)_Pnma = (y, z, x)_Pbnm. ``scale`` multiplies the cell.
+    """
+    from ase.spacegroup import crystal
+
+    a, b, c = (x * scale for x in PNMA_CELL)
+    return crystal(
+        ["Ca", "Ti", "O", "O"],
+        basis=[
+            (0.0351, 0.25, -0.0065),
+            (0.0, 0.0, 0.5),
+            (0.4831, 0.25, 0.0713),
+            (0.2891, 0.0370, 0.7106),
+        ],
+        spacegroup=62,
+        cellpar=[a, b, c, 90, 90, 90],
+        primitive_cell=False,
+    )
+
+
+def perturbed(
+    atoms: Atoms, n: int, rattle: float = 0.05, strain: float = 0.02, seed: int = 0
+) -> list[Atoms]:
+    """n copies with Gaussian displacements (std ``rattle`` Å) and random symmetric strain."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = atoms.copy()
+        e = rng.uniform(-strain, strain, (3, 3))
+        e = 0.5 * (e + e.T)
+        a.set_cell(a.cell[:] @ (np.eye(3) + e), scale_atoms=True)
+        a.positions += rng.normal(0, rattle, a.positions.shape)
+        out.append(a)
+    return out
+
+
+def displacement_scan(
+    atoms: Atoms, index: int, direction: Sequence[float] | str, amplitudes: Sequence[float]
+) -> list[Atoms]:
+    """Copies with atom ``index`` moved by each amplitude (Å) along ``direction``."""
+    d = {"x": (1, 0, 0), "y": (0, 1, 0), "z": (0, 0, 1)}.get(direction, direction)  # type: ignore[arg-type]
+    d = np.asarray(d, dtype=float)
+    d /= np.linalg.norm(d)
+    out = []
+    for amp in amplitudes:
+        a = atoms.copy()
+        a.positions[index] += amp * d
+        a.info["scan"] = f"atom {index} ({a[index].symbol}) {amp:+.4f} A"
+        out.append(a)
+    return out

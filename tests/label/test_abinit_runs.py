@@ -1,0 +1,92 @@
+"""Real ABINIT runs (test preset): cubic CaTiO3 Z*, forces vs energy, resume, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import run_cli
+
+from bornfield.data import io
+from bornfield.label import label_structures, preset, run_abinit
+from bornfield.label.generators import cubic_perovskite, perturbed
+
+pytestmark = pytest.mark.abinit
+
+#: Zhong, King-Smith & Vanderbilt, PRL 72, 3618 (1994): cubic CaTiO3
+LITERATURE = {"Ca": 2.58, "Ti": 7.08, "O_par": -5.65, "O_perp": -2.00}
+
+
+def test_cubic_catio3_born_charges(tmp_path):
+    atoms = run_abinit(cubic_perovskite("CaTiO3"), preset("test"), tmp_path / "run")
+    z = atoms.arrays["born_charges"]
+    assert np.abs(z.sum(axis=0)).max() < 0.5  # raw DFPT ASR residual of a coarse setting
+    z = z - z.mean(axis=0)
+    # O at (1/2, 1/2, 0) sits between Ti along z
+    got = {"Ca": z[0, 0, 0], "Ti": z[1, 0, 0], "O_par": z[2, 2, 2], "O_perp": z[2, 0, 0]}
+    for name, ref in LITERATURE.items():
+        assert got[name] == pytest.approx(ref, abs=0.3), (name, got[name])
+    offdiag = z - np.einsum("kaa,ab->kab", z, np.eye(3))
+    assert np.abs(offdiag).max() < 1e-6  # cubic symmetry
+    assert 4.5 < atoms.info["epsilon_inf"][0, 0] < 7.5
+    prov = json.loads(atoms.info["provenance"])
+    assert prov["kmesh"] == [4, 4, 4] and "9.6" in prov["code_version"]
+
+
+def test_forces_are_minus_energy_gradient(tmp_path):
+    """Central difference of the DFT energy along one Cartesian coordinate vs the DFT force."""
+    settings = preset("test", bec=False, kpt_length=8.0, tolvrs_scf=1e-12)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.0, seed=3)
+    h, k, c = 0.01, 1, 2  # displace Ti along z
+    f0 = run_abinit(atoms, settings, tmp_path / "0").arrays["forces"][k, c]
+    energies = []
+    for sign in (+1, -1):
+        a = atoms.copy()
+        a.positions[k, c] += sign * h
+        energies.append(run_abinit(a, settings, tmp_path / f"{sign}").info["energy"])
+    fd = -(energies[0] - energies[1]) / (2 * h)
+    assert abs(f0) > 0.05
+    assert fd == pytest.approx(f0, abs=5e-3)
+
+
+def test_resume_after_interruption_and_failure_is_recorded(tmp_path):
+    settings = preset("test", bec=False, kpt_length=6.0)
+    structures = perturbed(cubic_perovskite(), 3, rattle=0.03, seed=0)
+    out = tmp_path / "labelled.xyz"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(msg: str) -> None:
+        if msg.startswith("[1/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        label_structures(structures, out, settings, log=kill_after_first)
+    assert [a.info["label_id"] for a in io.read(out)] == [0]
+    (tmp_path / "labelled.xyz.job" / "s00001").mkdir()  # debris of a run in flight
+    report = label_structures(structures, out, settings, log=lambda m: None)
+    assert report.skipped == [0] and report.done == [1, 2] and not report.failed
+    frames = io.read(out)
+    assert [a.info["label_id"] for a in frames] == [0, 1, 2]
+    np.testing.assert_allclose(frames[2].positions, structures[2].positions, atol=1e-7)
+    # a different structure list must not reuse this job directory
+    with pytest.raises(Exception, match="job directory belongs to other structures"):
+        label_structures(structures[:2], out, settings, log=lambda m: None)
+
+
+def test_unconverged_scf_is_reported_and_skipped(tmp_path):
+    structures = tmp_path / "s.xyz"
+    io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
+    out = tmp_path / "l.xyz"
+    args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec"]
+    r = run_cli(*args, "--nstep", "2")
+    assert r.returncode == 2
+    assert "structure 0: SCF not converged in nstep=2" in r.stderr
+    assert "1 of 1 structures failed" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    failed = json.loads((tmp_path / "l.xyz.job" / "failed.json").read_text())
+    assert "SCF not converged" in failed["0"]
+    r = run_cli(*args, "--nstep", "2")  # rerun: reported again, not retried silently
+    assert r.returncode == 2 and "failed earlier" in r.stdout

@@ -1,0 +1,59 @@
+"""Structure generators and ABINIT input writing (no ABINIT run needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spglib
+from ase.neighborlist import neighbor_list
+
+from bornfield.label import abinit as ab
+from bornfield.label.generators import cubic_perovskite, displacement_scan, perturbed, pnma_catio3
+
+
+def _spacegroup(atoms, symprec=1e-3):
+    return spglib.get_spacegroup(
+        (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=symprec
+    )
+
+
+def test_cubic_and_pnma_structures():
+    assert _spacegroup(cubic_perovskite("CaTiO3")) == "Pm-3m (221)"
+    pnma = pnma_catio3()
+    assert len(pnma) == 20 and pnma.get_chemical_formula() == "Ca4O12Ti4"
+    assert _spacegroup(pnma) == "Pnma (62)"
+    i, j, d = neighbor_list("ijd", pnma, 2.2)
+    ti = np.array(pnma.get_chemical_symbols()) == "Ti"
+    assert (np.bincount(i[ti[i]], minlength=20)[ti] == 6).all()  # TiO6 octahedra
+    assert 1.94 < d[ti[i]].min() and d[ti[i]].max() < 1.97
+
+
+def test_perturbed_and_scan():
+    base = cubic_perovskite()
+    frames = perturbed(base, 3, rattle=0.05, strain=0.02, seed=1)
+    assert len(frames) == 3 and not np.allclose(frames[0].positions, frames[1].positions)
+    assert np.abs(frames[0].cell.lengths() / 3.84 - 1).max() < 0.03
+    scan = displacement_scan(base, 1, "z", [-0.1, 0.05])
+    np.testing.assert_allclose(scan[0].positions[1] - base.positions[1], [0, 0, -0.1])
+    np.testing.assert_allclose(scan[1].positions[0], base.positions[0])
+
+
+def test_input_has_occupied_bands_and_kmesh():
+    s = ab.preset("production")
+    text = ab.write_input(cubic_perovskite(), s)
+    # Ca 10 + Ti 12 + 3 x O 6 = 40 electrons -> 20 occupied bands, plus extra
+    assert f"nband {20 + s.extra_bands}" in text
+    assert "ngkpt 4 4 4" in text and "ixc -116133" in text
+    assert "rfelfd3 3" in text and "getddk3 2" in text
+    assert ab.preset("production").kmesh(pnma_catio3()) == (3, 2, 3)
+    no_bec = ab.write_input(cubic_perovskite(), ab.preset("test", bec=False))
+    assert "ndtset 1" in no_bec and "rfelfd" not in no_bec
+
+
+def test_unknown_element_and_preset():
+    from ase import Atoms
+
+    with pytest.raises(ab.LabelError, match="no pseudopotential configured for Cu"):
+        ab.write_input(Atoms("Cu", cell=np.eye(3) * 3, pbc=True), ab.preset("test"))
+    with pytest.raises(Exception, match="unknown preset 'fast'"):
+        ab.preset("fast")
