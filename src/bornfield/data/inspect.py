@@ -152,11 +152,12 @@ def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = 
     from bornfield.data.io import atomic_output
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    e = [a.info["energy"] / len(a) for a in frames if "energy" in a.info]
-    axes[0].hist(e, bins=30, color="C0") if e else axes[0].text(
-        0.5, 0.5, "no energies", ha="center"
-    )
-    axes[0].set_xlabel("energy per atom (eV)")
+    e = np.array([a.info["energy"] / len(a) for a in frames if "energy" in a.info])
+    if len(e):
+        axes[0].hist(1e3 * (e - e.min()), bins=30, color="C0")
+        axes[0].set_xlabel(f"energy per atom − {e.min():.3f} eV (meV)")
+    else:
+        axes[0].text(0.5, 0.5, "no energies", ha="center")
     f = [np.linalg.norm(a.arrays["forces"], axis=1) for a in frames if "forces" in a.arrays]
     if f:
         axes[1].hist(np.concatenate(f), bins=40, color="C1")
