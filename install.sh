@@ -9,4 +9,4 @@ if ! command -v abinit >/dev/null 2>&1 || [ ! -d /usr/share/abinit/psp ]; then
     apt-get install -y -qq abinit abinit-data >/dev/null
 fi
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[dev,baselines]"

@@ -141,6 +141,58 @@ def _cmd_structures(args: argparse.Namespace) -> None:
     print(f"wrote {len(frames)} structures ({len(frames[0])} atoms) to {args.out}")
 
 
+def _cmd_train_ff(args: argparse.Namespace) -> None:
+    from bornfield.models.force_field import ff_preset, train_ff
+
+    overrides = {"max_num_epochs": args.epochs} if args.epochs else {}
+    valid = None
+    if args.valid:
+        from bornfield.data import io
+
+        valid = io.read(args.valid)
+    model = train_ff(
+        args.data,
+        args.out,
+        ff_preset(args.preset, **overrides),
+        seed=args.seed,
+        valid=valid,
+        device=args.device,
+    )
+    print(f"model: {model}")
+
+
+def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
+    from bornfield.analysis.errors import evaluate_ff, write_json
+
+    result = evaluate_ff(
+        args.data,
+        model=args.model,
+        folds=args.folds,
+        preset=args.preset,
+        epochs=args.epochs,
+        seed=args.seed,
+        out_dir=args.out,
+        baselines=args.baseline or [],
+        shift_data=args.shift_data,
+        plot=args.plot,
+    )
+    for name in [k for k in result if isinstance(result[k], dict)]:
+        m = result[name]
+        line = f"{name:10s} E {m['energy_mae_meV_per_atom']:.2f} meV/atom"
+        line += f"   F {m['force_mae_meV_per_A']:.1f}"
+        if "force_mae_meV_per_A_std" in m:
+            line += f" ± {m['force_mae_meV_per_A_std']:.1f}"
+        line += " meV/Å"
+        if "stress_mae_GPa" in m:
+            line += f"   σ {m['stress_mae_GPa']:.3f} GPa"
+        print(line + "   (MAE)")
+    if args.plot:
+        print(f"parity plot: {args.plot}")
+    if args.json:
+        write_json(args.json, result)
+        print(f"metrics: {args.json}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bornfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"bornfield {__version__}")
@@ -199,6 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
     q.set_defaults(func=_cmd_label)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
+    q = train.add_parser("ff", help="MACE force field (mace-torch trainer)")
+    q.add_argument("--data", required=True, help="extxyz with energy, forces (stress)")
+    q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
+    q.add_argument("--preset", default="fast", help="fast | accurate")
+    q.add_argument("--epochs", type=int, help="override the preset's max epochs")
+    q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=_cmd_train_ff)
+
+    ev = sub.add_parser("evaluate", help="evaluate models").add_subparsers(
+        dest="what", required=True
+    )
+    q = ev.add_parser("ff", help="force-field errors, parity plot, k-fold CV, baselines")
+    q.add_argument("--data", required=True)
+    q.add_argument("--model", help="model directory or file")
+    q.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (trains k models)")
+    q.add_argument("--preset", default="fast")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="directory for the CV models")
+    q.add_argument("--baseline", action="append", help="chgnet | mace-mp:PATH (repeatable)")
+    q.add_argument("--shift-data", help="frames to fit baseline energy shifts on (train set)")
+    q.add_argument("--plot", help="parity plot PNG")
+    q.add_argument("--json", help="write every metric here")
+    q.set_defaults(func=_cmd_evaluate_ff)
 
     q = sub.add_parser("structures", help="generate structures to label")
     q.add_argument("kind", choices=["cubic", "pnma", "file"])

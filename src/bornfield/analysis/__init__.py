@@ -1,0 +1,1 @@
+"""Analysis: model errors and parity plots; later dielectric response and phases."""

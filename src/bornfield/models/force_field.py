@@ -1,0 +1,230 @@
+"""Specialized MACE force fields: training with mace-torch's own trainer, loading, evaluation.
+
+Training runs ``mace_run_train`` (mace-torch's CLI; bornfield does not re-implement MACE) on a
+file with ``REF_`` keys, with E0s fitted from the data, float64 training, early stopping on a
+validation split, seeded, and ``--restart_latest`` so that a killed run resumes from its last
+checkpoint. The model is exported as float64 and float32 (for MD).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.data import io
+from bornfield.data.validate import require_keys
+from bornfield.errors import BornfieldError
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # e3nn 0.4.4 with torch >= 2.6
+
+MODEL_NAME = "ff"
+
+
+@dataclass(frozen=True)
+class FFPreset:
+    """MACE architecture and training hyper-parameters."""
+
+    hidden_irreps: str = "32x0e"
+    max_ell: int = 2
+    r_max: float = 4.5
+    correlation: int = 2
+    num_interactions: int = 2
+    max_num_epochs: int = 300
+    patience: int = 30
+    batch_size: int = 4
+    lr: float = 0.01
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 10.0
+    valid_fraction: float = 0.1
+
+
+PRESETS: dict[str, FFPreset] = {
+    # chosen for CPU MD speed: scalar messages, l_max 2, 4.5 Å
+    "fast": FFPreset(),
+    "accurate": FFPreset(
+        hidden_irreps="64x0e+64x1o",
+        max_ell=3,
+        r_max=5.0,
+        correlation=3,
+        max_num_epochs=800,
+        patience=60,
+    ),
+}
+
+
+def ff_preset(name: str, **overrides) -> FFPreset:
+    if name not in PRESETS:
+        raise BornfieldError(
+            f"unknown force-field preset {name!r}; choose from {', '.join(PRESETS)}"
+        )
+    return replace(PRESETS[name], **overrides)
+
+
+def write_mace_file(frames: Sequence[Atoms], path: Path, with_stress: bool) -> None:
+    """A training file with mace-torch's REF_ keys (labels under names MACE will not overwrite)."""
+    out = []
+    for a in frames:
+        b = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc)
+        b.info["REF_energy"] = float(a.info["energy"])
+        b.arrays["REF_forces"] = np.asarray(a.arrays["forces"])
+        if with_stress:
+            b.info["REF_stress"] = np.asarray(a.info["stress"]).reshape(9)
+        out.append(b)
+    from ase.io import write as ase_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase_write(path, out, format="extxyz")
+
+
+def train_ff(
+    data: str | Path | Sequence[Atoms],
+    out_dir: str | Path,
+    preset: FFPreset | str = "fast",
+    seed: int = 0,
+    valid: Sequence[Atoms] | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train a MACE model on frames with energy and forces (and stress if every frame has it).
+
+    Returns the path of the float64 model; ``ff_float32.model`` and ``card.json`` sit beside it.
+    Rerunning with the same ``out_dir`` resumes from the latest checkpoint.
+    """
+    cfg = ff_preset(preset) if isinstance(preset, str) else preset
+    source = str(data) if isinstance(data, str | Path) else "<frames>"
+    frames = io.read(data) if isinstance(data, str | Path) else list(data)
+    require_keys(frames, ["energy", "forces"], source)
+    with_stress = all("stress" in a.info for a in frames)
+    out = Path(out_dir)
+    work = out / "mace"
+    write_mace_file(frames, work / "train.xyz", with_stress)
+    args = [
+        "--name", MODEL_NAME, "--model", "MACE", "--train_file", str(work / "train.xyz"),
+        "--E0s", "average", "--energy_key", "REF_energy", "--forces_key", "REF_forces",
+        "--hidden_irreps", cfg.hidden_irreps, "--max_ell", str(cfg.max_ell),
+        "--r_max", str(cfg.r_max), "--correlation", str(cfg.correlation),
+        "--num_interactions", str(cfg.num_interactions),
+        "--max_num_epochs", str(cfg.max_num_epochs), "--patience", str(cfg.patience),
+        "--batch_size", str(cfg.batch_size), "--valid_batch_size", str(cfg.batch_size),
+        "--lr", str(cfg.lr), "--energy_weight", str(cfg.energy_weight),
+        "--forces_weight", str(cfg.forces_weight), "--default_dtype", "float64",
+        "--seed", str(seed), "--device", device, "--restart_latest", "--save_cpu",
+        "--eval_interval", "1", "--error_table", "PerAtomMAE",
+        "--work_dir", str(work), "--model_dir", str(work),
+        "--checkpoints_dir", str(work / "checkpoints"),
+        "--results_dir", str(work / "results"), "--log_dir", str(work / "logs"),
+    ]  # fmt: skip
+    if with_stress:
+        args += ["--loss", "stress", "--stress_key", "REF_stress",
+                 "--stress_weight", str(cfg.stress_weight), "--compute_stress", "True"]  # fmt: skip
+    else:
+        args += ["--loss", "weighted"]
+    if valid is not None:
+        write_mace_file(valid, work / "valid.xyz", with_stress)
+        args += ["--valid_file", str(work / "valid.xyz")]
+    else:
+        args += ["--valid_fraction", str(cfg.valid_fraction)]
+    t0 = time.perf_counter()
+    _run_mace_train(args, work / "train.log", log)
+    wall = time.perf_counter() - t0
+    model = work / f"{MODEL_NAME}.model"
+    if not model.exists():
+        raise BornfieldError(f"mace_run_train finished without {model}; see {work / 'train.log'}")
+    final = out / "ff.model"
+    final.write_bytes(model.read_bytes())
+    export_float32(final, out / "ff_float32.model")
+    card = {
+        "kind": "MACE force field",
+        "preset": asdict(cfg),
+        "seed": seed,
+        "n_train_frames": len(frames),
+        "elements": sorted({s for a in frames for s in a.get_chemical_symbols()}),
+        "trained_on_stress": with_stress,
+        "wall_time_s": round(wall, 1),
+        "epochs_run": _epochs_run(work / "train.log"),
+        "mace_torch": _mace_version(),
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    return final
+
+
+def _run_mace_train(args: list[str], logfile: Path, log: Callable[[str], None]) -> None:
+    cmd = [sys.executable, "-m", "mace.cli.run_train", *args]
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    epoch = re.compile(
+        r"Epoch (\d+).*?loss=([\d.e+-]+).*?MAE_E_per_atom=\s*([\d.]+) meV.*?MAE_F=\s*([\d.]+) meV"
+    )
+    with open(logfile, "a") as fh:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if m := epoch.search(line):
+                log(f"epoch {m.group(1)}: loss {m.group(2)}, valid MAE E {m.group(3)} meV/atom, "
+                    f"F {m.group(4)} meV/Å")  # fmt: skip
+        rc = proc.wait()
+    if rc != 0:
+        tail = logfile.read_text().strip().splitlines()[-3:]
+        raise BornfieldError(f"mace_run_train failed ({rc}): {' | '.join(tail)}")
+
+
+def _epochs_run(logfile: Path) -> int:
+    found = re.findall(r"Epoch (\d+)", logfile.read_text()) if logfile.exists() else []
+    return max(map(int, found), default=0)
+
+
+def _mace_version() -> str:
+    from importlib.metadata import version
+
+    return version("mace-torch")
+
+
+def export_float32(model_path: Path, out_path: Path) -> None:
+    """A float32 copy of a MACE model, for fast MD."""
+    import torch
+
+    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    torch.save(model.float(), out_path)
+
+
+def load_calculator(model_path: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """mace-torch's ASE calculator for a bornfield model file."""
+    path = Path(model_path)
+    if path.is_dir():
+        path = path / ("ff_float32.model" if dtype == "float32" else "ff.model")
+    if not path.is_file():
+        raise BornfieldError(f"{path}: no such model file")
+    from mace.calculators import MACECalculator
+
+    return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
+
+
+def model_elements(calc) -> set[str]:
+    """Chemical symbols a MACE calculator was trained on."""
+    from ase.data import chemical_symbols
+
+    return {chemical_symbols[int(z)] for z in calc.models[0].atomic_numbers}
+
+
+def check_elements(calc, atoms: Atoms, source: str = "structure") -> None:
+    """Raise a one-line error when ``atoms`` holds elements the model was not trained on."""
+    known = model_elements(calc)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - known)
+    if unknown:
+        raise BornfieldError(
+            f"{source}: element(s) {', '.join(unknown)} unknown to the force field "
+            f"(trained on {', '.join(sorted(known))})"
+        )

@@ -1,0 +1,109 @@
+"""MACE force field: a real tiny training, then physics of the trained model and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import BATIO3, run_cli
+
+from bornfield.data import io
+from bornfield.label.generators import cubic_perovskite
+from bornfield.models.force_field import ff_preset, load_calculator, train_ff
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    if not BATIO3.is_file():
+        pytest.skip("shared BaTiO3 data missing")
+    frames = io.read(BATIO3)[:5]
+    out = tmp_path_factory.mktemp("ff")
+    cfg = ff_preset("fast", max_num_epochs=2, r_max=4.0)
+    model = train_ff(frames, out, cfg, seed=0, log=lambda m: None)
+    return out, model
+
+
+def _small_batio3(seed: int = 0):
+    a = cubic_perovskite("BaTiO3").repeat((2, 1, 1))
+    a.rattle(0.08, seed=seed)
+    return a
+
+
+def test_training_writes_models_and_card(tiny_model):
+    out, model = tiny_model
+    assert model.is_file() and (out / "ff_float32.model").is_file()
+    card = json.loads((out / "card.json").read_text())
+    assert card["n_train_frames"] == 5 and card["elements"] == ["Ba", "O", "Ti"]
+    assert card["trained_on_stress"] and card["epochs_run"] >= 1
+    calc = load_calculator(out)  # float32 for MD
+    a = _small_batio3()
+    a.calc = calc
+    assert np.isfinite(a.get_potential_energy()) and a.get_forces().shape == (10, 3)
+
+
+def test_forces_are_minus_energy_gradient(tiny_model):
+    calc = load_calculator(tiny_model[1], dtype="float64")
+    a = _small_batio3(1)
+    a.calc = calc
+    f = a.get_forces()
+    h = 1e-4
+    for k, c in [(0, 0), (1, 2), (4, 1)]:
+        e = []
+        for s in (+1, -1):
+            b = a.copy()
+            b.positions[k, c] += s * h
+            b.calc = calc
+            e.append(b.get_potential_energy())
+        assert -(e[0] - e[1]) / (2 * h) == pytest.approx(f[k, c], abs=1e-6)
+
+
+def test_stress_is_strain_derivative(tiny_model):
+    calc = load_calculator(tiny_model[1], dtype="float64")
+    a = _small_batio3(2)
+    a.calc = calc
+    sigma = a.get_stress(voigt=False)
+    h = 1e-5
+    for i, j in [(0, 0), (2, 2), (0, 1)]:
+        e = []
+        for s in (+1, -1):
+            eps = np.eye(3)
+            eps[i, j] += s * h / (2 if i != j else 1)
+            eps[j, i] += s * h / 2 if i != j else 0
+            b = a.copy()
+            b.set_cell(a.cell[:] @ eps, scale_atoms=True)
+            b.calc = calc
+            e.append(b.get_potential_energy())
+        fd = (e[0] - e[1]) / (2 * h) / a.get_volume()
+        assert fd == pytest.approx(sigma[i, j], abs=1e-7)
+
+
+def test_missing_forces_is_a_clear_error(tmp_path):
+    frames = io.read(BATIO3)[:2]
+    del frames[1].arrays["forces"]
+    p = tmp_path / "noforces.xyz"
+    io.write(p, frames)
+    r = run_cli("train", "ff", "--data", str(p), "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "frame 1: missing label 'forces'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_evaluate_json_and_unknown_element(tiny_model, tmp_path):
+    out, _ = tiny_model
+    test = tmp_path / "test.xyz"
+    io.write(test, io.read(BATIO3)[5:8])
+    js, png = tmp_path / "m.json", tmp_path / "parity.png"
+    r = run_cli("evaluate", "ff", "--model", str(out), "--data", str(test), "--json", str(js),
+                "--plot", str(png))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads(js.read_text())["model"]
+    assert {"energy_mae_meV_per_atom", "force_mae_meV_per_A", "stress_mae_GPa",
+            "force_mae_Ti_meV_per_A"} <= set(m)  # fmt: skip
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    cto = cubic_perovskite("CaTiO3")
+    cto.info["energy"] = -100.0
+    cto.arrays["forces"] = np.zeros((5, 3))
+    bad = tmp_path / "cto.xyz"
+    io.write(bad, cto)
+    r = run_cli("evaluate", "ff", "--model", str(out), "--data", str(bad))
+    assert r.returncode == 2 and "element(s) Ca unknown to the force field" in r.stderr
