@@ -1,0 +1,140 @@
+"""Born-charge model files: graphs from ASE structures, batching, saving, loading, prediction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.neighborlist import neighbor_list
+
+from bornfield.errors import BornfieldError
+from bornfield.models.bec_model import BECConfig, BECModel, config_dict
+
+MODEL_FILE = "bec.pt"
+
+
+@dataclass
+class Graph:
+    """One structure (or a batch of them) as tensors for :class:`BECModel`."""
+
+    species: torch.Tensor
+    pos: torch.Tensor
+    edge_index: torch.Tensor
+    shifts: torch.Tensor
+    batch: torch.Tensor
+    n_structures: int
+    target: torch.Tensor | None = None
+
+
+def build_graph(
+    atoms: Atoms, model: BECModel, dtype: torch.dtype = torch.float32, source: str = "structure"
+) -> Graph:
+    """Neighbour list within r_max (ASE) and species indices; unknown elements are an error."""
+    species = model.species_index(torch.as_tensor(atoms.numbers, dtype=torch.long))
+    if (species < 0).any():
+        unknown = sorted({atoms[k].symbol for k in np.flatnonzero(species.numpy() < 0)})
+        raise BornfieldError(
+            f"{source}: element(s) {', '.join(unknown)} unknown to the Born-charge model "
+            f"(trained on {', '.join(model.cfg.elements)})"
+        )
+    i, j, shift = neighbor_list("ijS", atoms, model.cfg.r_max)
+    shifts = shift @ atoms.cell[:]
+    target = None
+    if "born_charges" in atoms.arrays:
+        target = torch.as_tensor(atoms.arrays["born_charges"], dtype=dtype)
+    return Graph(
+        species=species,
+        pos=torch.as_tensor(atoms.positions, dtype=dtype),
+        edge_index=torch.as_tensor(np.stack([i, j]), dtype=torch.long),
+        shifts=torch.as_tensor(shifts, dtype=dtype),
+        batch=torch.zeros(len(atoms), dtype=torch.long),
+        n_structures=1,
+        target=target,
+    )
+
+
+def collate(graphs: Sequence[Graph]) -> Graph:
+    """Concatenate graphs into one batch (edge indices offset, batch index per atom)."""
+    offsets = np.cumsum([0] + [len(g.species) for g in graphs[:-1]])
+    targets = [g.target for g in graphs]
+    return Graph(
+        species=torch.cat([g.species for g in graphs]),
+        pos=torch.cat([g.pos for g in graphs]),
+        edge_index=torch.cat(
+            [g.edge_index + int(o) for g, o in zip(graphs, offsets, strict=True)], 1
+        ),
+        shifts=torch.cat([g.shifts for g in graphs]),
+        batch=torch.cat([torch.full_like(g.species, k) for k, g in enumerate(graphs)]),
+        n_structures=len(graphs),
+        target=torch.cat(targets) if all(t is not None for t in targets) else None,  # type: ignore[arg-type]
+    )
+
+
+def run_model(model: BECModel, g: Graph) -> torch.Tensor:
+    return model(g.species, g.pos, g.edge_index, g.shifts, g.batch, g.n_structures)
+
+
+def save_model(model: BECModel, path: str | Path, meta: dict | None = None) -> None:
+    """Config + weights in one file (atomic write), plus a JSON of the config beside it."""
+    from bornfield.data.io import atomic_output
+
+    path = Path(path)
+    payload = {
+        "config": config_dict(model.cfg),
+        "state_dict": model.state_dict(),
+        "meta": meta or {},
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(
+    path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> BECModel:
+    """Load a Born-charge model file (or a directory holding ``bec.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise BornfieldError(f"{path}: no such Born-charge model file")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+        cfg = dict(payload["config"])
+        cfg["elements"] = tuple(cfg["elements"])
+        model = BECModel(BECConfig(**cfg))
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as exc:
+        raise BornfieldError(f"{path}: not a bornfield Born-charge model ({exc})") from None
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def predict_bec(model: BECModel, atoms: Atoms, source: str = "structure") -> np.ndarray:
+    """Z* (N, 3, 3) in e for one structure."""
+    dtype = next(model.parameters()).dtype
+    g = build_graph(atoms, model, dtype, source)
+    with torch.no_grad():
+        return run_model(model, g).double().numpy()
+
+
+class BECCalculator(Calculator):
+    """ASE calculator with one property, ``born_charges`` (N×3×3, e)."""
+
+    implemented_properties = ["born_charges"]
+
+    def __init__(self, model: BECModel | str | Path, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model if isinstance(model, BECModel) else load_model(model)
+
+    def calculate(self, atoms=None, properties=("born_charges",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results["born_charges"] = predict_bec(self.model, self.atoms)
+
+
+def write_card(out_dir: Path, card: dict) -> None:
+    (out_dir / "card.json").write_text(json.dumps(card, indent=1))

@@ -1,0 +1,146 @@
+"""Training of the Born-charge model: seeded, early stopping, progress, checkpoint and resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from bornfield.data import io
+from bornfield.data.splits import random_split
+from bornfield.data.validate import require_keys
+from bornfield.errors import BornfieldError
+from bornfield.models.bec import MODEL_FILE, build_graph, collate, run_model, save_model, write_card
+from bornfield.models.bec_model import BECConfig, BECModel, config_dict
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class BECTrainConfig:
+    max_epochs: int = 400
+    batch_size: int = 4
+    lr: float = 5e-3
+    patience: int = 50
+    valid_fraction: float = 0.1
+    seed: int = 0
+
+
+def _isotropic_means(frames: Sequence[Atoms]) -> dict[str, float]:
+    sym = np.concatenate([a.get_chemical_symbols() for a in frames])
+    tr = np.concatenate([np.trace(a.arrays["born_charges"], axis1=1, axis2=2) / 3 for a in frames])
+    return {el: float(tr[sym == el].mean()) for el in dict.fromkeys(sym)}
+
+
+def train_bec(
+    data: str | Path | Sequence[Atoms],
+    out_dir: str | Path,
+    model_cfg: dict | None = None,
+    train_cfg: BECTrainConfig = BECTrainConfig(),
+    valid: Sequence[Atoms] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train on frames with ``born_charges``; returns the path of the best model (``bec.pt``).
+
+    Rerunning with the same ``out_dir`` resumes from ``checkpoint.pt`` (same seed, same split).
+    """
+    source = str(data) if isinstance(data, str | Path) else "<frames>"
+    frames = io.read(data) if isinstance(data, str | Path) else list(data)
+    require_keys(frames, ["born_charges"], source)
+    if valid is None:
+        if len(frames) < 2:
+            raise BornfieldError(f"{source}: need at least 2 frames to hold out a validation set")
+        tr, va = random_split(len(frames), train_cfg.valid_fraction, train_cfg.seed)
+        train_frames, valid_frames = [frames[i] for i in tr], [frames[i] for i in va]
+    else:
+        train_frames, valid_frames = frames, list(valid)
+    torch.manual_seed(train_cfg.seed)
+    elements = tuple(sorted({s for a in frames + valid_frames for s in a.get_chemical_symbols()}))
+    cfg = BECConfig(elements=elements, **(model_cfg or {}))
+    iso = _isotropic_means(train_frames)
+    model = BECModel(cfg, iso)
+    train_g = [build_graph(a, model, source=source) for a in train_frames]
+    valid_g = [build_graph(a, model, source=source) for a in valid_frames]
+    n_nb = sum(g.edge_index.shape[1] for g in train_g) / sum(len(g.species) for g in train_g)
+    model = BECModel(replace(cfg, avg_num_neighbors=float(n_nb)), iso)
+    resid = torch.cat([g.target for g in train_g]) - torch.stack(
+        [torch.eye(3) * iso[s] for a in train_frames for s in a.get_chemical_symbols()]
+    )
+    model.scale.fill_(float(resid.pow(2).mean().sqrt()))
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=15)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": 0, "best_mae": float("inf"), "best_epoch": -1, "history": [], "wall": 0.0}
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        c = torch.load(ckpt, weights_only=False)
+        if c["config"] != config_dict(model.cfg):
+            raise BornfieldError(f"{ckpt}: checkpoint of another model or data; use another --out")
+        model.load_state_dict(c["model"])
+        opt.load_state_dict(c["opt"])
+        sched.load_state_dict(c["sched"])
+        torch.set_rng_state(c["rng"])
+        state = c["state"]
+        log(f"resuming from epoch {state['epoch']} (best valid MAE {state['best_mae']:.4f} e)")
+    valid_batch = collate(valid_g)
+    rng = np.random.default_rng(train_cfg.seed + state["epoch"])
+    for epoch in range(state["epoch"], train_cfg.max_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(train_g))
+        total = 0.0
+        for k in range(0, len(order), train_cfg.batch_size):
+            b = collate([train_g[i] for i in order[k : k + train_cfg.batch_size]])
+            opt.zero_grad()
+            loss = (run_model(model, b) - b.target).pow(2).mean()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * b.n_structures
+        model.eval()
+        with torch.no_grad():
+            mae = float((run_model(model, valid_batch) - valid_batch.target).abs().mean())
+        sched.step(mae)
+        state["wall"] += time.perf_counter() - t0
+        state["epoch"] = epoch + 1
+        state["history"].append(
+            {"epoch": epoch, "train_mse": total / len(train_g), "valid_mae_e": mae}
+        )
+        improved = mae < state["best_mae"]
+        if improved:
+            state["best_mae"], state["best_epoch"] = mae, epoch
+            save_model(model, out / MODEL_FILE, {"valid_mae_e": mae, "epoch": epoch})
+        torch.save(
+            {"config": config_dict(model.cfg), "model": model.state_dict(), "opt": opt.state_dict(),
+             "sched": sched.state_dict(), "rng": torch.get_rng_state(), "state": state},
+            ckpt.with_suffix(".tmp"),
+        )  # fmt: skip
+        ckpt.with_suffix(".tmp").replace(ckpt)
+        log(
+            f"epoch {epoch}: train RMSE {np.sqrt(total / len(train_g)):.4f} e,"
+            f" valid MAE {mae:.4f} e"
+            f"{' *' if improved else ''} ({time.perf_counter() - t0:.2f} s)"
+        )
+        if epoch - state["best_epoch"] >= train_cfg.patience:
+            log(f"early stop: no improvement for {train_cfg.patience} epochs")
+            break
+    write_card(
+        out,
+        {
+            "kind": "equivariant Born-charge model (e3nn)",
+            "config": config_dict(model.cfg),
+            "train": asdict(train_cfg),
+            "n_train_frames": len(train_frames),
+            "n_valid_frames": len(valid_frames),
+            "best_valid_mae_e": state["best_mae"],
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "train_wall_s": round(state["wall"], 1),
+        },
+    )
+    return out / MODEL_FILE
