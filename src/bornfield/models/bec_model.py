@@ -187,7 +187,9 @@ class BECModel(torch.nn.Module):
             s = s + torch.nn.functional.silu(f[:, :c])  # scalars for the next messages
         z = self.cart.to_cartesian(self.readout(torch.cat(feats, dim=1))) * self.scale
         z = z + self.iso[species][:, None, None] * torch.eye(3, dtype=z.dtype, device=z.device)
-        # acoustic sum rule: subtract the per-structure mean
+        # acoustic sum rule: subtract the per-structure mean, in float64 so that it holds to
+        # ~1e-12 e even for a float32 model and thousands of atoms
+        z = z.double()
         counts = torch.zeros(n_structures, dtype=z.dtype, device=z.device).index_add_(
             0, batch, torch.ones_like(batch, dtype=z.dtype)
         )

@@ -1,0 +1,109 @@
+"""Born-charge model physics: equivariance, inversion, permutations, translations, ASR, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import BATIO3
+from scipy.spatial.transform import Rotation
+
+from bornfield.data import io
+from bornfield.label.generators import cubic_perovskite
+from bornfield.models.bec import build_graph, load_model, predict_bec, run_model, save_model
+from bornfield.models.bec_model import BECConfig, BECModel, spherical_harmonics_l2
+from bornfield.models.bec_train import BECTrainConfig, train_bec
+
+
+@pytest.fixture(scope="module")
+def model() -> BECModel:
+    torch.manual_seed(0)
+    m = BECModel(
+        BECConfig(elements=("Ca", "O", "Ti"), channels=8), {"Ca": 2.6, "Ti": 7.0, "O": -3.2}
+    )
+    with torch.no_grad():  # random, non-trivial weights everywhere
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return m.double().eval()
+
+
+def _structure(seed: int = 0):
+    a = cubic_perovskite("CaTiO3").repeat((2, 1, 1))
+    a.set_cell(
+        a.cell[:] @ np.array([[1.0, 0.03, 0.0], [0.0, 1.0, 0.02], [0.01, 0.0, 1.0]]),
+        scale_atoms=True,
+    )
+    a.rattle(0.1, seed=seed)
+    return a
+
+
+def test_spherical_harmonics_match_e3nn():
+    from e3nn import o3
+
+    v = torch.randn(50, 3, dtype=torch.float64)
+    ref = o3.spherical_harmonics([0, 1, 2], v, normalize=True, normalization="component")
+    torch.testing.assert_close(torch.cat(spherical_harmonics_l2(v), dim=1), ref)
+
+
+def test_rotation_equivariance(model):
+    a = _structure()
+    z = predict_bec(model, a)
+    for seed in range(3):
+        r = Rotation.random(random_state=seed).as_matrix()
+        b = a.copy()
+        b.set_cell(a.cell[:] @ r.T, scale_atoms=False)
+        b.positions = a.positions @ r.T
+        np.testing.assert_allclose(predict_bec(model, b), r @ z @ r.T, atol=1e-8)
+
+
+def test_inversion_permutation_translation(model):
+    a = _structure(1)
+    z = predict_bec(model, a)
+    assert np.abs(z - z.transpose(0, 2, 1)).max() > 1e-3  # Z* is not forced symmetric
+    inv = a.copy()
+    inv.set_cell(-a.cell[:], scale_atoms=False)
+    inv.positions = -a.positions
+    np.testing.assert_allclose(predict_bec(model, inv), z, atol=1e-10)  # 1o x 1o is even
+    perm = np.random.default_rng(0).permutation(len(a))
+    np.testing.assert_allclose(predict_bec(model, a[perm]), z[perm], atol=1e-10)
+    moved = a.copy()
+    moved.positions += [0.7, -1.3, 2.1]
+    np.testing.assert_allclose(predict_bec(model, moved), z, atol=1e-10)
+
+
+def test_acoustic_sum_rule_and_position_gradient(model):
+    a = _structure(2)
+    z = predict_bec(model, a)
+    assert np.abs(z.sum(axis=0)).max() < 1e-10
+    g = build_graph(a, model, torch.float64)
+    g.pos.requires_grad_(True)
+    out = run_model(model, g)
+    (grad,) = torch.autograd.grad(out[1, 2, 2], g.pos)  # dZ*_Ti,zz / dR
+    assert torch.isfinite(grad).all() and grad.abs().max() > 0
+
+
+def test_unknown_element(model):
+    from bornfield.errors import BornfieldError
+
+    with pytest.raises(BornfieldError, match="element\\(s\\) Ba unknown to the Born-charge model"):
+        predict_bec(model, cubic_perovskite("BaTiO3"))
+
+
+def test_training_lowers_error_and_resumes(tmp_path):
+    if not BATIO3.is_file():
+        pytest.skip("shared BaTiO3 data missing")
+    frames = io.read(BATIO3)[:6]
+    logs: list[str] = []
+    cfg = BECTrainConfig(max_epochs=4, batch_size=2, lr=5e-3)
+    path = train_bec(frames[:4], tmp_path, {"channels": 8}, cfg, valid=frames[4:], log=logs.append)
+    maes = [float(line.split("valid MAE ")[1].split()[0]) for line in logs if "valid MAE" in line]
+    assert len(maes) == 4 and min(maes[1:]) < maes[0]
+    model = load_model(path)
+    assert np.abs(predict_bec(model, frames[5]).sum(axis=0)).max() < 1e-6
+    more = BECTrainConfig(max_epochs=6, batch_size=2, lr=5e-3)
+    logs.clear()
+    train_bec(frames[:4], tmp_path, {"channels": 8}, more, valid=frames[4:], log=logs.append)
+    assert logs[0].startswith("resuming from epoch 4") and sum(m.startswith("epoch") for m in logs) == 2
+    save_model(model, tmp_path / "copy.pt")
+    z1 = predict_bec(load_model(tmp_path / "copy.pt"), frames[5])
+    np.testing.assert_allclose(z1, predict_bec(model, frames[5]), atol=1e-6)
