@@ -7,8 +7,11 @@ User errors (bad files, bad options) end with one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from bornfield import __version__
 from bornfield.errors import BornfieldError
@@ -193,8 +196,82 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
         print(f"metrics: {args.json}")
 
 
+def _bec_model_cfg(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in {"channels": args.channels, "r_max": args.r_max}.items() if v}
+
+
+def _cmd_train_bec(args: argparse.Namespace) -> None:
+    from bornfield.models.bec_train import BECTrainConfig, train_bec
+
+    valid = None
+    if args.valid:
+        from bornfield.data import io
+
+        valid = io.read(args.valid)
+    cfg = BECTrainConfig(seed=args.seed, **({"max_epochs": args.epochs} if args.epochs else {}))
+    path = train_bec(args.data, args.out, _bec_model_cfg(args), cfg, valid=valid)
+    print(f"model: {path}")
+
+
+def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
+    from bornfield.analysis.bec_errors import evaluate_bec
+    from bornfield.analysis.errors import write_json
+
+    sizes = [int(x) for x in args.learning_curve.split(",")] if args.learning_curve else []
+    result = evaluate_bec(
+        args.data,
+        model=args.model,
+        folds=args.folds,
+        learning_curve_sizes=sizes,
+        model_cfg=_bec_model_cfg(args),
+        epochs=args.epochs,
+        seed=args.seed,
+        out_dir=args.out,
+        plot=args.plot,
+    )
+    for row in result.get("learning_curve", []):
+        print(f"n_train {row['n_train']:4d}: Z* MAE {row['bec_mae_e']:.4f} e")
+    if "model" in result:
+        m = result["model"]
+        std = f" ± {m['bec_mae_e_std']:.4f}" if "bec_mae_e_std" in m else ""
+        els = "  ".join(
+            f"{mm.group(1)} {v:.4f}"
+            for k, v in m.items()
+            if (mm := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))
+        )
+        print(
+            f"Z* MAE {m['bec_mae_e']:.4f}{std} e, RMSE {m['bec_rmse_e']:.4f} e;  per element: {els}"
+        )
+    if args.json:
+        write_json(args.json, result)
+        print(f"metrics: {args.json}")
+
+
+def _cmd_scan(args: argparse.Namespace) -> None:
+    from bornfield.analysis.bec_errors import scan, scan_plot
+    from bornfield.data import io
+
+    structure = io.read(args.structure)[0]
+    amps = [float(x) for x in args.amplitudes.split(",")]
+    dft = io.read(args.dft) if args.dft else None
+    amps_arr, z, dft_pts = scan(args.model, structure, args.atom, args.direction, amps, dft)
+    k = args.atom
+    for a, zz in zip(amps_arr, z, strict=True):
+        d = np.diag(zz[k])
+        print(f"{a:+.3f} Å: Z*[{k}] diag ({d[0]:+.3f}, {d[1]:+.3f}, {d[2]:+.3f})")
+    if args.plot:
+        shown = [k] + [int(x) for x in args.show.split(",")] if args.show else [k]
+        labels = [f"{structure[i].symbol}{i}" for i in shown]
+        scan_plot(amps_arr, z, args.plot, shown, labels, dft=dft_pts,
+                  title=f"{structure[k].symbol}{k} displaced along {args.direction}")  # fmt: skip
+        print(f"plot: {args.plot}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bornfield", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="bornfield",
+        description="Dielectric response of polar crystals from DFT-trained MACE and Z* models.",
+    )
     p.add_argument("--version", action="version", version=f"bornfield {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -263,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=_cmd_train_ff)
 
+    q = train.add_parser("bec", help="equivariant Born-charge model (e3nn)")
+    q.add_argument("--data", required=True, help="extxyz with born_charges")
+    q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--channels", type=int)
+    q.add_argument("--r-max", type=float)
+    q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_cmd_train_bec)
+
     ev = sub.add_parser("evaluate", help="evaluate models").add_subparsers(
         dest="what", required=True
     )
@@ -279,6 +366,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", help="parity plot PNG")
     q.add_argument("--json", help="write every metric here")
     q.set_defaults(func=_cmd_evaluate_ff)
+
+    q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")
+    q.add_argument("--data", required=True)
+    q.add_argument("--model", help="model directory or file")
+    q.add_argument("--folds", type=int, default=0)
+    q.add_argument("--learning-curve", help="training-set sizes, e.g. 10,20,40,80")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--channels", type=int)
+    q.add_argument("--r-max", type=float)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="directory for trained CV / learning-curve models and plots")
+    q.add_argument("--plot", help="parity plot PNG")
+    q.add_argument("--json", help="write every metric here")
+    q.set_defaults(func=_cmd_evaluate_bec)
+
+    q = sub.add_parser("scan", help="Z* along a single-atom displacement (Fig. 1)")
+    q.add_argument("--model", required=True)
+    q.add_argument("--structure", required=True)
+    q.add_argument("--atom", type=int, required=True)
+    q.add_argument("--direction", default="z", choices=["x", "y", "z"])
+    q.add_argument("--amplitudes", default="-0.1,-0.075,-0.05,-0.025,0,0.025,0.05,0.075,0.1")
+    q.add_argument("--dft", help="labelled DFT scan frames to draw as points")
+    q.add_argument("--show", help="more atom indices to plot, comma-separated")
+    q.add_argument("--plot", help="PNG")
+    q.set_defaults(func=_cmd_scan)
 
     q = sub.add_parser("structures", help="generate structures to label")
     q.add_argument("kind", choices=["cubic", "pnma", "file"])

@@ -103,7 +103,10 @@ def test_training_lowers_error_and_resumes(tmp_path):
     more = BECTrainConfig(max_epochs=6, batch_size=2, lr=5e-3)
     logs.clear()
     train_bec(frames[:4], tmp_path, {"channels": 8}, more, valid=frames[4:], log=logs.append)
-    assert logs[0].startswith("resuming from epoch 4") and sum(m.startswith("epoch") for m in logs) == 2
+    assert (
+        logs[0].startswith("resuming from epoch 4")
+        and sum(m.startswith("epoch") for m in logs) == 2
+    )
     save_model(model, tmp_path / "copy.pt")
     z1 = predict_bec(load_model(tmp_path / "copy.pt"), frames[5])
     np.testing.assert_allclose(z1, predict_bec(model, frames[5]), atol=1e-6)

@@ -109,7 +109,7 @@ def load_model(
         cfg["elements"] = tuple(cfg["elements"])
         model = BECModel(BECConfig(**cfg))
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # unpickling errors come in many types
         raise BornfieldError(f"{path}: not a bornfield Born-charge model ({exc})") from None
     return model.to(device=device, dtype=dtype).eval()
 

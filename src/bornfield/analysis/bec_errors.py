@@ -1,0 +1,240 @@
+"""Born-charge model errors: metrics per element and tensor component, parity plots, k-fold CV,
+learning curves (the paper's Fig. S1) and single-atom displacement scans (its Fig. 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+COMPONENTS = [a + b for a in "xyz" for b in "xyz"]
+
+
+def bec_metrics(frames: Sequence[Atoms], predicted: Sequence[np.ndarray]) -> dict[str, float]:
+    """MAE/RMSE (e) over all components, per element and per Cartesian component."""
+    ref = np.concatenate([a.arrays["born_charges"] for a in frames])
+    pred = np.concatenate(predicted)
+    d = pred - ref
+    sym = np.concatenate([a.get_chemical_symbols() for a in frames])
+    m: dict[str, float] = {
+        "n_frames": len(frames),
+        "n_atoms": len(ref),
+        "bec_mae_e": float(np.abs(d).mean()),
+        "bec_rmse_e": float(np.sqrt((d**2).mean())),
+        "bec_label_std_e": float(ref.std()),
+    }
+    for el in dict.fromkeys(sym):
+        m[f"bec_mae_{el}_e"] = float(np.abs(d[sym == el]).mean())
+        m[f"bec_rmse_{el}_e"] = float(np.sqrt((d[sym == el] ** 2).mean()))
+    for k, comp in enumerate(COMPONENTS):
+        m[f"bec_mae_{comp}_e"] = float(np.abs(d.reshape(-1, 9)[:, k]).mean())
+    return m
+
+
+def bec_parity_plot(
+    frames: Sequence[Atoms], predicted: Sequence[np.ndarray], path: str | Path, title: str = ""
+) -> None:
+    """Predicted vs DFT Z* components per element (diagonal filled, off-diagonal open), PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bornfield.data.io import atomic_output
+
+    ref = np.concatenate([a.arrays["born_charges"] for a in frames])
+    pred = np.concatenate(predicted)
+    sym = np.concatenate([a.get_chemical_symbols() for a in frames])
+    diag = np.eye(3, dtype=bool)
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    for i, el in enumerate(dict.fromkeys(sym)):
+        r, p = ref[sym == el], pred[sym == el]
+        mae = np.abs(p - r).mean()
+        ax.scatter(r[:, diag], p[:, diag], s=6, color=f"C{i}", label=f"{el} (MAE {mae:.3f} e)")
+        ax.scatter(r[:, ~diag], p[:, ~diag], s=6, facecolors="none", edgecolors=f"C{i}", lw=0.5)
+    lo, hi = ref.min() - 0.5, ref.max() + 0.5
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="DFT Z* (e)", ylabel="model Z* (e)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def learning_curve(
+    frames: Sequence[Atoms],
+    sizes: Sequence[int],
+    train: Callable[[list[Atoms], Path], Callable[[Atoms], np.ndarray]],
+    out_dir: Path,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> list[dict]:
+    """Test MAE vs number of training structures on one fixed held-out set (the paper's Fig. S1)."""
+    from bornfield.data.splits import random_split
+
+    tr, te = random_split(len(frames), test_fraction, seed)
+    test = [frames[i] for i in te]
+    order = np.random.default_rng(seed).permutation(tr)
+    rows = []
+    for n in sizes:
+        if n > len(order):
+            break
+        predict = train([frames[i] for i in order[:n]], out_dir / f"n{n}")
+        m = bec_metrics(test, [predict(a) for a in test])
+        rows.append({"n_train": int(n), **m})
+    return rows
+
+
+def learning_curve_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bornfield.data.io import atomic_output
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    n = [r["n_train"] for r in rows]
+    ax.loglog(n, [r["bec_mae_e"] for r in rows], "o-", label="all")
+    import re
+
+    elements = [m.group(1) for k in rows[0] if (m := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))]
+    for i, el in enumerate(elements):
+        ax.loglog(n, [r[f"bec_mae_{el}_e"] for r in rows], "s--", ms=4, color=f"C{i + 1}", label=el)
+    ax.set(xlabel="training structures", ylabel="Z* MAE (e)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def scan_plot(
+    amplitudes: np.ndarray,
+    z_model: np.ndarray,
+    path: str | Path,
+    atoms_shown: Sequence[int],
+    labels: Sequence[str],
+    components: Sequence[str] = ("xx", "yy", "zz"),
+    dft: tuple[np.ndarray, np.ndarray] | None = None,
+    title: str = "",
+) -> None:
+    """Z* components of chosen atoms vs displacement amplitude (lines) over DFT points (Fig. 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bornfield.data.io import atomic_output
+
+    fig, axes = plt.subplots(
+        1, len(atoms_shown), figsize=(3.6 * len(atoms_shown), 3.4), squeeze=False
+    )
+    for ax, k, lab in zip(axes[0], atoms_shown, labels, strict=True):
+        for c, comp in enumerate(components):
+            a, b = "xyz".index(comp[0]), "xyz".index(comp[1])
+            ax.plot(amplitudes, z_model[:, k, a, b], "-", color=f"C{c}", label=f"model {comp}")
+            if dft is not None:
+                ax.plot(
+                    dft[0], dft[1][:, k, a, b], "o", color=f"C{c}", mfc="none", label=f"DFT {comp}"
+                )
+        ax.set(xlabel="displacement (Å)", ylabel="Z* (e)", title=lab)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def evaluate_bec(
+    data: str | Path,
+    model: str | Path | None = None,
+    folds: int = 0,
+    learning_curve_sizes: Sequence[int] = (),
+    model_cfg: dict | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> dict:
+    """Z* errors of a model on ``data``, or k-fold CV / a learning curve of freshly trained ones."""
+    from bornfield.data import io
+    from bornfield.data.validate import require_keys
+    from bornfield.errors import BornfieldError
+    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.bec_train import BECTrainConfig, train_bec
+
+    frames = io.read(data)
+    require_keys(frames, ["born_charges"], str(data))
+    out = Path(out_dir or "eval_bec")
+    tcfg = BECTrainConfig(seed=seed, **({"max_epochs": epochs} if epochs else {}))
+
+    def train(tr: list[Atoms], d: Path) -> Callable[[Atoms], np.ndarray]:
+        m = load_model(train_bec(tr, d, model_cfg, tcfg, log=lambda _: None))
+        return lambda a: predict_bec(m, a)
+
+    result: dict = {"data": str(data)}
+    if learning_curve_sizes:
+        rows = learning_curve(frames, learning_curve_sizes, train, out, seed=seed)
+        result["learning_curve"] = rows
+        learning_curve_plot(rows, out / "learning_curve.png", title=Path(data).name)
+    if folds:
+        from bornfield.analysis.errors import summarize_folds
+        from bornfield.data.splits import kfold
+
+        fold_m, test, pred = [], [], []
+        for i, (tr, te) in enumerate(kfold(len(frames), folds, seed)):
+            predict = train([frames[j] for j in tr], out / f"fold{i}")
+            t = [frames[j] for j in te]
+            p = [predict(a) for a in t]
+            fold_m.append(bec_metrics(t, p))
+            test, pred = test + t, pred + p
+        result["folds"] = fold_m
+        result["model"] = summarize_folds(fold_m)
+    elif model:
+        m = load_model(model)
+        test = frames
+        pred = [predict_bec(m, a, f"{data}: frame {i}") for i, a in enumerate(frames)]
+        result["model"] = bec_metrics(test, pred)
+    elif not learning_curve_sizes:
+        raise BornfieldError("evaluate bec needs a model, folds=K or learning-curve sizes")
+    if plot and "model" in result:
+        bec_parity_plot(test, pred, plot, title=Path(data).name)
+    return result
+
+
+def scan(
+    model: str | Path,
+    structure: Atoms,
+    atom: int,
+    direction: str,
+    amplitudes: Sequence[float],
+    dft_frames: Sequence[Atoms] | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Model Z* along a single-atom displacement; DFT points (amplitude, Z*) from labelled frames.
+
+    The amplitude of a DFT frame is its displacement of ``atom`` from ``structure`` along
+    ``direction`` (minimum image); frames with the same atom count are used.
+    """
+    from bornfield.label.generators import displacement_scan
+    from bornfield.models.bec import load_model, predict_bec
+
+    m = load_model(model)
+    amps = np.asarray(amplitudes, dtype=float)
+    z = np.stack([predict_bec(m, a) for a in displacement_scan(structure, atom, direction, amps)])
+    dft = None
+    if dft_frames:
+        axis = {"x": 0, "y": 1, "z": 2}[direction]
+        pts = []
+        for f in dft_frames:
+            d = f.positions[atom] - structure.positions[atom]
+            frac = np.linalg.solve(structure.cell[:].T, d)
+            d = (frac - np.round(frac)) @ structure.cell[:]
+            pts.append((d[axis], f.arrays["born_charges"]))
+        pts.sort(key=lambda t: t[0])
+        dft = (np.array([p[0] for p in pts]), np.stack([p[1] for p in pts]))
+    return amps, z, dft

@@ -1,0 +1,70 @@
+"""`bornfield train bec`, `evaluate bec` (JSON, parity, k-fold, learning curve) and `scan`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import BATIO3, run_cli
+
+from bornfield.data import io
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    if not BATIO3.is_file():
+        pytest.skip("shared BaTiO3 data missing")
+    d = tmp_path_factory.mktemp("bec")
+    frames = io.read(BATIO3)
+    io.write(d / "train.xyz", frames[:6])
+    io.write(d / "test.xyz", frames[6:8])
+    r = run_cli("train", "bec", "--data", str(d / "train.xyz"), "--out", str(d / "m"),
+                "--epochs", "2", "--channels", "4")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_evaluate_json_and_plot(small_set):
+    d = small_set
+    js, png = d / "m.json", d / "parity.png"
+    r = run_cli("evaluate", "bec", "--model", str(d / "m"), "--data", str(d / "test.xyz"),
+                "--json", str(js), "--plot", str(png))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads(js.read_text())["model"]
+    assert {"bec_mae_e", "bec_mae_Ti_e", "bec_mae_xy_e", "bec_rmse_O_e"} <= set(m)
+    assert png.read_bytes()[:4] == b"\x89PNG" and "per element: Ba" in r.stdout
+
+
+def test_kfold_and_learning_curve(small_set):
+    d = small_set
+    js = d / "cv.json"
+    r = run_cli("evaluate", "bec", "--data", str(d / "train.xyz"), "--folds", "2", "--epochs", "1",
+                "--channels", "4", "--out", str(d / "cv"), "--json", str(js),
+                "--learning-curve", "2,4")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(js.read_text())
+    assert len(res["folds"]) == 2 and "bec_mae_e_std" in res["model"]
+    assert [row["n_train"] for row in res["learning_curve"]] == [2, 4]
+    assert (d / "cv" / "learning_curve.png").is_file()
+
+
+def test_scan_with_dft_points(small_set, tmp_path):
+    d = small_set
+    base = io.read(BATIO3)[0]
+    io.write(tmp_path / "s.xyz", base)
+    r = run_cli("scan", "--model", str(d / "m"), "--structure", str(tmp_path / "s.xyz"),
+                "--atom", "27", "--direction", "z", "--amplitudes=-0.1,0,0.1",
+                "--dft", str(BATIO3), "--plot", str(tmp_path / "scan.png"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Z*[27] diag") == 3 and (tmp_path / "scan.png").is_file()
+
+
+def test_missing_labels_and_bad_model(small_set, tmp_path):
+    frames = io.read(BATIO3)[:3]
+    del frames[2].arrays["born_charges"]
+    io.write(tmp_path / "noz.xyz", frames)
+    r = run_cli("train", "bec", "--data", str(tmp_path / "noz.xyz"), "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "frame 2: missing label 'born_charges'" in r.stderr
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    r = run_cli("evaluate", "bec", "--model", str(tmp_path / "junk.pt"), "--data", str(BATIO3))
+    assert r.returncode == 2 and "junk.pt" in r.stderr and "Traceback" not in r.stderr
