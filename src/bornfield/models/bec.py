@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-from ase.neighborlist import neighbor_list
+from matscipy.neighbours import neighbour_list
 
 from bornfield.errors import BornfieldError
 from bornfield.models.bec_model import BECConfig, BECModel, config_dict
@@ -43,7 +43,7 @@ def build_graph(
             f"{source}: element(s) {', '.join(unknown)} unknown to the Born-charge model "
             f"(trained on {', '.join(model.cfg.elements)})"
         )
-    i, j, shift = neighbor_list("ijS", atoms, model.cfg.r_max)
+    i, j, shift = neighbour_list("ijS", atoms, model.cfg.r_max)
     shifts = shift @ atoms.cell[:]
     target = None
     if "born_charges" in atoms.arrays:

@@ -1,0 +1,144 @@
+"""Field-coupled calculator (the paper's eqs. 1-2): any force field + a Z* model + a field E.
+
+    F_kb = F0_kb + Σ_a E_a Z_k,ab                     (eV/Å; E in V/Å, Z in e)
+    U    = U0 − Σ_k,a,b E_a Z_k,ab u_kb
+    P_a  = (e/Ω) Σ_k,b Z_k,ab u_kb                    (reported in C/m²)
+
+u is the minimum-image displacement from a reference structure whose fractional coordinates
+are fixed, so the reference follows the cell under NpT. Z* is held fixed in the derivatives
+(dZ*/dR terms are neglected, as in the paper), and may be refreshed only every ``bec_interval``
+calls. Stress: the strain derivative of U at fixed Z* and fixed fractional reference, i.e.
+σ = σ0 − (1/Ω) sym(Σ_k (Eᵀ Z_k) ⊗ u_k), the converse-piezoelectric coupling of the field term;
+tests check it against finite differences of U.
+
+Polarization is reported two ways: the instantaneous Σ Z*·u (the paper's) and the
+path-integrated Σ ∫ Z*(t)·du accumulated between successive calls (trapezoidal in Z*), which
+differ when Z* changes along the path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from bornfield.errors import BornfieldError
+from bornfield.units import E_PER_A2_TO_C_PER_M2
+
+
+def min_image_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> np.ndarray:
+    """u = r − r_ref with r_ref = s_ref · cell (current cell), wrapped to the minimum image."""
+    ds = atoms.get_scaled_positions(wrap=False) - ref_scaled
+    ds -= np.round(ds)
+    return ds @ atoms.cell[:]
+
+
+class FieldCalculator(Calculator):
+    """Force field + Born charges + homogeneous electric field (V/Å), as an ASE calculator."""
+
+    implemented_properties = [
+        "energy", "free_energy", "forces", "stress", "polarization", "polarization_path",
+        "born_charges", "dipole",
+    ]  # fmt: skip
+
+    def __init__(
+        self,
+        ff: Calculator,
+        bec,
+        field: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 0.0),
+        reference: Atoms | None = None,
+        bec_interval: int = 1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        from bornfield.models.bec import BECModel, load_model
+
+        self.ff = ff
+        self.bec = bec if isinstance(bec, BECModel) else load_model(bec)
+        self.field = np.asarray(field, dtype=float)
+        if self.field.shape != (3,) or not np.isfinite(self.field).all():
+            raise BornfieldError(f"field must be 3 finite numbers in V/Å, got {field!r}")
+        if bec_interval < 1:
+            raise BornfieldError(f"bec_interval must be >= 1, got {bec_interval}")
+        self.bec_interval = bec_interval
+        self.ref_scaled = None if reference is None else reference.get_scaled_positions(wrap=False)
+        self.n_calls = 0
+        self._z: np.ndarray | None = None
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (u, Z) of the last call
+        self.path_dipole = np.zeros(3)  # Σ ∫ Z*·du, e·Å
+
+    def set_reference(self, reference: Atoms) -> None:
+        self.ref_scaled = reference.get_scaled_positions(wrap=False)
+        self._prev, self.path_dipole = None, np.zeros(3)
+
+    def born_charges(self, atoms: Atoms) -> np.ndarray:
+        from bornfield.models.bec import predict_bec
+
+        if (
+            self._z is None
+            or self._z.shape[0] != len(atoms)
+            or self.n_calls % self.bec_interval == 0
+        ):
+            self._z = predict_bec(self.bec, atoms)
+        return self._z
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        if self.ref_scaled is None:
+            self.set_reference(atoms)
+        if len(self.ref_scaled) != len(atoms):
+            raise BornfieldError("reference structure and atoms differ in length")
+        want_stress = "stress" in properties
+        ff_props = ["energy", "forces"] + (["stress"] if want_stress else [])
+        self.ff.calculate(atoms, ff_props, system_changes)
+        r = self.ff.results
+        z = self.born_charges(atoms)
+        self.n_calls += 1
+        u = min_image_displacement(atoms, self.ref_scaled)
+        volume = atoms.get_volume()
+        dipole = np.einsum("kab,kb->a", z, u)  # e·Å
+        ez = np.einsum("a,kab->kb", self.field, z)  # E·Z per atom, eV/Å
+        energy = float(r["energy"]) - float(np.sum(ez * u))
+        if self._prev is not None:
+            u0, z0 = self._prev
+            du = u - u0
+            self.path_dipole += 0.5 * np.einsum("kab,kb->a", z0 + z, du)
+        else:
+            self.path_dipole = dipole.copy()
+        self._prev = (u, z)
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.asarray(r["forces"]) + ez,
+            "born_charges": z,
+            "dipole": dipole,
+            "polarization": dipole / volume * E_PER_A2_TO_C_PER_M2,
+            "polarization_path": self.path_dipole / volume * E_PER_A2_TO_C_PER_M2,
+        }
+        if want_stress:
+            from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+
+            s0 = np.asarray(r["stress"])
+            s0 = voigt_6_to_full_3x3_stress(s0) if s0.shape == (6,) else s0
+            g = np.einsum("kb,kc->bc", ez, u)
+            sigma = s0 - 0.5 * (g + g.T) / volume
+            self.results["stress"] = full_3x3_to_voigt_6_stress(sigma)
+
+
+def load_field_calculator(
+    ff_model: str | Path,
+    bec_model: str | Path,
+    field=(0.0, 0.0, 0.0),
+    reference: Atoms | None = None,
+    bec_interval: int = 1,
+    device: str = "cpu",
+) -> FieldCalculator:
+    """FieldCalculator from bornfield model files (MACE float32 for MD, Z* float32)."""
+    from bornfield.models.bec import load_model
+    from bornfield.models.force_field import load_calculator
+
+    ff = load_calculator(ff_model, device=device, dtype="float32")
+    return FieldCalculator(ff, load_model(bec_model, device=device), field, reference, bec_interval)
