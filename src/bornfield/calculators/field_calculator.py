@@ -66,6 +66,7 @@ class FieldCalculator(Calculator):
         self.ref_scaled = None if reference is None else reference.get_scaled_positions(wrap=False)
         self.n_calls = 0
         self._z: np.ndarray | None = None
+        self._last: np.ndarray | None = None  # positions + cell of the last configuration
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (u, Z) of the last call
         self.path_dipole = np.zeros(3)  # Σ ∫ Z*·du, e·Å
 
@@ -74,14 +75,21 @@ class FieldCalculator(Calculator):
         self._prev, self.path_dipole = None, np.zeros(3)
 
     def born_charges(self, atoms: Atoms) -> np.ndarray:
+        """Z* for this configuration: recomputed on every ``bec_interval``-th new configuration.
+
+        ``n_calls`` counts distinct configurations (positions and cell), so repeated calls at
+        the same geometry (extra properties, restarts) do not shift the refresh schedule.
+        """
         from bornfield.models.bec import predict_bec
 
-        if (
-            self._z is None
-            or self._z.shape[0] != len(atoms)
-            or self.n_calls % self.bec_interval == 0
-        ):
+        key = np.concatenate([atoms.positions.ravel(), atoms.cell[:].ravel()])
+        if self._z is not None and self._last is not None and np.array_equal(key, self._last):
+            return self._z
+        stale = self._z is None or self._z.shape[0] != len(atoms)
+        if stale or self.n_calls % self.bec_interval == 0:
             self._z = predict_bec(self.bec, atoms)
+        self.n_calls += 1
+        self._last = key
         return self._z
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -96,7 +104,6 @@ class FieldCalculator(Calculator):
         self.ff.calculate(atoms, ff_props, system_changes)
         r = self.ff.results
         z = self.born_charges(atoms)
-        self.n_calls += 1
         u = min_image_displacement(atoms, self.ref_scaled)
         volume = atoms.get_volume()
         dipole = np.einsum("kab,kb->a", z, u)  # e·Å

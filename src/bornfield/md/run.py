@@ -1,0 +1,288 @@
+"""Molecular dynamics with ASE integrators: NVE, NVT (Langevin, Bussi, Nosé-Hoover chains), NpT
+with a fully flexible cell (MTK), temperature ramps, observables, atomic checkpoints and resume.
+
+On resume the outputs are cut back to the checkpoint and the integrator state (positions,
+momenta, cell, thermostat/barostat variables, RNG state, Z* reference, path polarization) is
+restored, so on CPU with the same seed the continued run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from bornfield.errors import BornfieldError
+from bornfield.units import EV_PER_A3_TO_GPA
+
+ENSEMBLES = ("nve", "langevin", "bussi", "nhc", "npt")
+STOCHASTIC = ("langevin", "bussi")
+CHECKPOINT = "checkpoint.pkl"
+COLUMNS = [
+    "step", "time_fs", "temperature_K", "target_K", "pressure_GPa", "epot_eV", "etot_eV",
+    "a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg", "volume_A3",
+    "Px_C_m2", "Py_C_m2", "Pz_C_m2", "Px_path_C_m2", "Py_path_C_m2", "Pz_path_C_m2",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MDConfig:
+    """One MD run. Temperatures in K, time in fs, pressure in GPa, field in V/Å."""
+
+    temperature: float = 300.0
+    ramp: tuple[float, float, float] | None = None  # (T0, T1, K per ps)
+    ensemble: str = "langevin"
+    timestep: float = 2.0
+    steps: int = 1000
+    friction: float = 0.01  # 1/fs (Langevin)
+    taut: float = 100.0  # fs (Bussi, NHC, NpT)
+    taup: float = 1000.0  # fs (NpT)
+    pressure: float = 0.0  # GPa
+    seed: int = 0
+    log_interval: int = 10
+    traj_interval: int = 100
+    checkpoint_interval: int = 100
+    max_force: float = 50.0  # eV/Å: larger forces stop the run as a blow-up
+    min_distance: float = 0.6  # Å
+
+    def target(self, step: int) -> float:
+        if self.ramp is None:
+            return self.temperature
+        t0, t1, rate = self.ramp
+        t = t0 + np.sign(t1 - t0) * rate * step * self.timestep / 1000.0
+        return float(min(t, t1) if t1 >= t0 else max(t, t1))
+
+    def validate(self) -> None:
+        if self.ensemble not in ENSEMBLES:
+            raise BornfieldError(
+                f"unknown ensemble {self.ensemble!r}; choose {', '.join(ENSEMBLES)}"
+            )
+        if self.ensemble != "nve" and self.target(0) <= 0:
+            raise BornfieldError(f"{self.ensemble} needs a temperature above 0 K")
+        if self.timestep <= 0 or self.steps < 0:
+            raise BornfieldError("timestep must be > 0 and steps >= 0")
+
+
+def _integrator(atoms: Atoms, cfg: MDConfig, rng: np.random.Generator):
+    from ase.md.bussi import Bussi
+    from ase.md.langevin import Langevin
+    from ase.md.nose_hoover_chain import MTKNPT, NoseHooverChainNVT
+    from ase.md.verlet import VelocityVerlet
+
+    dt, t = cfg.timestep * units.fs, cfg.target(0)
+    if cfg.ensemble == "nve":
+        return VelocityVerlet(atoms, timestep=dt)
+    if cfg.ensemble == "langevin":
+        return Langevin(atoms, timestep=dt, temperature_K=t, friction=cfg.friction / units.fs,
+                        fixcm=False, rng=rng)  # fmt: skip
+    if cfg.ensemble == "bussi":
+        return Bussi(atoms, timestep=dt, temperature_K=t, taut=cfg.taut * units.fs, rng=rng)
+    if cfg.ensemble == "nhc":
+        return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=t, tdamp=cfg.taut * units.fs)
+    return MTKNPT(atoms, timestep=dt, temperature_K=t, pressure_au=cfg.pressure * units.GPa,
+                  tdamp=cfg.taut * units.fs, pdamp=cfg.taup * units.fs)  # fmt: skip
+
+
+def _set_temperature(dyn, t: float) -> None:
+    kt = units.kB * t
+    if hasattr(dyn, "set_temperature") and not hasattr(dyn, "_thermostat"):
+        dyn.set_temperature(temperature_K=t)
+        if hasattr(dyn, "target_kinetic_energy"):  # Bussi keeps a derived target
+            dyn.target_kinetic_energy = 0.5 * kt * dyn.ndof
+    for part in ("_thermostat", "_barostat"):
+        if hasattr(dyn, part):
+            getattr(dyn, part)._kT = kt
+    if hasattr(dyn, "_kT"):
+        dyn._kT = kt
+
+
+def _state_of(obj) -> dict:
+    return {k: v for k, v in vars(obj).items() if isinstance(v, np.ndarray | float | int)}
+
+
+def _save_checkpoint(
+    path: Path, atoms: Atoms, dyn, step: int, rng, calc, n_rows: int, n_frames: int
+):
+    state = {
+        "step": step,
+        "positions": atoms.positions.copy(),
+        "momenta": atoms.get_momenta(),
+        "cell": atoms.cell[:].copy(),
+        "dyn": _state_of(dyn),
+        "parts": {
+            p: _state_of(getattr(dyn, p)) for p in ("_thermostat", "_barostat") if hasattr(dyn, p)
+        },
+        "rng": rng.bit_generator.state,
+        "n_rows": n_rows,
+        "n_frames": n_frames,
+    }
+    if hasattr(calc, "ref_scaled"):
+        state["calc"] = {"ref_scaled": calc.ref_scaled, "path_dipole": calc.path_dipole,
+                         "prev": calc._prev, "z": calc._z, "n_calls": calc.n_calls,
+                         "last": calc._last}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(state, fh)
+    tmp.replace(path)
+
+
+def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
+    with open(path, "rb") as fh:
+        state = pickle.load(fh)
+    atoms.set_cell(state["cell"], scale_atoms=False)
+    atoms.positions = state["positions"]
+    atoms.set_momenta(state["momenta"])
+    for k, v in state["dyn"].items():
+        setattr(dyn, k, v)
+    for p, d in state["parts"].items():
+        for k, v in d.items():
+            setattr(getattr(dyn, p), k, v)
+    rng.bit_generator.state = state["rng"]
+    if "calc" in state:
+        c = state["calc"]
+        calc.ref_scaled, calc.path_dipole, calc._prev = c["ref_scaled"], c["path_dipole"], c["prev"]
+        calc._z, calc.n_calls, calc._last = c["z"], c["n_calls"], c["last"]
+    return state
+
+
+def _truncate(path: Path, keep_lines: int) -> None:
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)[:keep_lines]
+        path.write_text("".join(lines))
+
+
+def _truncate_traj(path: Path, n_frames: int) -> None:
+    if not path.exists():
+        return
+    from ase.io import read, write
+
+    frames = read(path, index=f":{n_frames}") if n_frames else []
+    write(path, frames, format="extxyz") if frames else path.unlink()
+
+
+def run_md(
+    atoms: Atoms,
+    calc,
+    cfg: MDConfig,
+    out_dir: str | Path,
+    log: Callable[[str], None] = print,
+    stop_after: int | None = None,
+) -> dict:
+    """Run (or resume) MD in ``out_dir``: observables.csv, trajectory.xyz, checkpoint.pkl.
+
+    ``stop_after`` ends the call after that many steps of this call (for tests and chunked runs).
+    Returns a summary (steps done, ns/day, reason it stopped).
+    """
+    cfg.validate()
+    if len(atoms) == 0:
+        raise BornfieldError("empty structure: no atoms to simulate")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    atoms = atoms.copy()
+    atoms.calc = calc
+    if hasattr(calc, "set_reference") and getattr(calc, "ref_scaled", None) is None:
+        calc.set_reference(atoms)
+    rng = np.random.default_rng(cfg.seed)
+    obs, traj, ckpt = out / "observables.csv", out / "trajectory.xyz", out / CHECKPOINT
+    step = 0
+    if cfg.ensemble != "nve" and not ckpt.exists():
+        MaxwellBoltzmannDistribution(atoms, temperature_K=cfg.target(0), rng=rng)
+        Stationary(atoms)
+    dyn = _integrator(atoms, cfg, rng)
+    n_rows = n_frames = 0
+    if ckpt.exists():
+        state = _restore(ckpt, atoms, dyn, rng, calc)
+        step, n_rows, n_frames = state["step"], state["n_rows"], state["n_frames"]
+        _truncate(obs, n_rows + 1)
+        _truncate_traj(traj, n_frames)
+        log(f"resuming at step {step} from {ckpt}")
+    else:
+        obs.write_text(",".join(COLUMNS) + "\n")
+        traj.unlink(missing_ok=True)
+    from ase.io import write as ase_write
+
+    def observe() -> None:
+        nonlocal n_rows, n_frames
+        if step % cfg.log_interval == 0:
+            epot = atoms.get_potential_energy()
+            ekin = atoms.get_kinetic_energy()
+            stress = atoms.get_stress(include_ideal_gas=True) if cfg.ensemble == "npt" else None
+            p = -stress[:3].mean() * EV_PER_A3_TO_GPA if stress is not None else float("nan")
+            res = getattr(atoms.calc, "results", {})
+            pol = res.get("polarization", np.full(3, np.nan))
+            pol_path = res.get("polarization_path", np.full(3, np.nan))
+            row = [step, step * cfg.timestep, atoms.get_temperature(), cfg.target(step), p,
+                   epot, epot + ekin, *atoms.cell.cellpar(), atoms.get_volume(), *pol,
+                   *pol_path]  # fmt: skip
+            with open(obs, "a") as fh:
+                fh.write(",".join(f"{x:.10g}" for x in row) + "\n")
+            n_rows += 1
+        if step % cfg.traj_interval == 0:
+            ase_write(traj, atoms, format="extxyz", append=True)
+            n_frames += 1
+
+    def check_blowup() -> str | None:
+        f = atoms.get_forces()
+        if not np.isfinite(f).all() or np.abs(f).max() > cfg.max_force:
+            return f"force runaway (max |F| {np.abs(f).max():.3g} eV/Å > {cfg.max_force})"
+        t = atoms.get_temperature()
+        if t > 5 * max(cfg.target(step), 300.0) + 1000:
+            return f"temperature runaway ({t:.0f} K)"
+        if len(atoms) > 1:
+            from matscipy.neighbours import neighbour_list
+
+            d = neighbour_list("d", atoms, cfg.min_distance)
+            if len(d):
+                return f"atoms too close ({d.min():.3f} Å)"
+        return None
+
+    if step == 0 and not ckpt.exists():
+        observe()
+    t0, start, reason = time.perf_counter(), step, "finished"
+    last_report = t0
+    while step < cfg.steps:
+        if stop_after is not None and step - start >= stop_after:
+            reason = "stopped"
+            break
+        if cfg.ramp is not None:
+            _set_temperature(dyn, cfg.target(step))
+        dyn.run(1)
+        step += 1
+        observe()
+        if step % cfg.log_interval == 0 and (why := check_blowup()):
+            reason = f"blow-up at step {step}: {why}"
+            ase_write(out / "blowup.xyz", atoms, format="extxyz")
+            break
+        if step % cfg.checkpoint_interval == 0:
+            _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames)
+        now = time.perf_counter()
+        if now - last_report > 10 or step == cfg.steps:
+            rate = (step - start) / (now - t0)
+            ns_day = rate * cfg.timestep * 86400 / 1e6
+            eta = (cfg.steps - step) / rate / 60
+            log(f"step {step}/{cfg.steps}  T {atoms.get_temperature():.0f} K  {ns_day:.3f} ns/day"
+                f"  {1e3 / rate:.1f} ms/step  ETA {eta:.1f} min")  # fmt: skip
+            last_report = now
+    elapsed = time.perf_counter() - t0
+    if reason == "finished" or reason == "stopped":
+        _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames)
+    summary = {
+        "steps_done": step,
+        "steps_this_call": step - start,
+        "wall_s": elapsed,
+        "ms_per_step": 1e3 * elapsed / max(step - start, 1),
+        "ns_per_day": (step - start) * cfg.timestep * 86400 / 1e6 / max(elapsed, 1e-9),
+        "stopped_because": reason,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if reason.startswith("blow-up"):
+        raise BornfieldError(f"{out}: {reason}; outputs so far kept, last frame in blowup.xyz")
+    return summary

@@ -1,0 +1,105 @@
+"""MD runner: NVE with the field, resume == uninterrupted, NpT pressure, ramps, blow-ups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from helpers import Springs
+
+from bornfield.calculators import FieldCalculator
+from bornfield.errors import BornfieldError
+from bornfield.label.generators import cubic_perovskite
+from bornfield.md.run import MDConfig, run_md
+from bornfield.models.bec_model import BECConfig, BECModel
+
+
+def _field_calc(ref, field=(0.0, 0.0, 0.02), interval=1):
+    torch.manual_seed(2)
+    bec = BECModel(
+        BECConfig(elements=("Ca", "O", "Ti"), channels=4), {"Ca": 2.6, "Ti": 7.0, "O": -3.2}
+    )
+    with torch.no_grad():
+        for p in bec.parameters():
+            p.mul_(0.2)
+    return FieldCalculator(
+        Springs(ref, k=6.0), bec.double().eval(), field, ref, bec_interval=interval
+    )
+
+
+def _obs(path):
+    return np.genfromtxt(path / "observables.csv", delimiter=",", names=True)
+
+
+def test_nve_conserves_eq2_energy(tmp_path):
+    ref = cubic_perovskite().repeat(2)
+    atoms = ref.copy()
+    atoms.rattle(0.05, seed=0)
+    calc = _field_calc(ref, interval=10**9)  # Z* fixed: eq. 2 is then exactly conservative
+    cfg = MDConfig(ensemble="nve", timestep=1.0, steps=400, log_interval=10, traj_interval=200)
+    run_md(atoms, calc, cfg, tmp_path, log=lambda m: None)
+    o = _obs(tmp_path)
+    drift = np.abs(o["etot_eV"] - o["etot_eV"][0]).max()
+    swing = o["epot_eV"].max() - o["epot_eV"].min()
+    assert swing > 0.05 and drift < 2e-3 * swing
+    assert np.isfinite(o["Pz_C_m2"]).all()
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    ref = cubic_perovskite().repeat((2, 1, 1))
+    cfg = MDConfig(ensemble="langevin", temperature=300, timestep=1.0, steps=30, seed=7,
+                   log_interval=1, traj_interval=5, checkpoint_interval=5)  # fmt: skip
+    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "a", log=lambda m: None)
+    logs: list[str] = []
+    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "b", log=logs.append, stop_after=12)
+    # a kill after step 12 loses the steps after the last checkpoint (10): simulate that
+    (tmp_path / "b" / "observables.csv").write_text(
+        "".join((tmp_path / "b" / "observables.csv").read_text().splitlines(keepends=True)[:14])
+    )
+    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "b", log=logs.append)
+    assert any(m.startswith("resuming at step 12") for m in logs)
+    a, b = (
+        (tmp_path / "a" / "observables.csv").read_text(),
+        (tmp_path / "b" / "observables.csv").read_text(),
+    )
+    assert a == b
+    ta = (tmp_path / "a" / "trajectory.xyz").read_text()
+    assert ta == (tmp_path / "b" / "trajectory.xyz").read_text()
+
+
+def test_npt_holds_target_pressure(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat(3)  # starts compressed
+    cfg = MDConfig(ensemble="npt", temperature=300, pressure=1.0, timestep=2.0, steps=1500,
+                   taut=50, taup=500, log_interval=5, traj_interval=1000)  # fmt: skip
+    run_md(atoms, EMT(), cfg, tmp_path, log=lambda m: None)
+    o = _obs(tmp_path)
+    late = o[len(o) // 2 :]
+    assert late["pressure_GPa"].mean() == pytest.approx(1.0, abs=0.6)
+    assert late["a_A"].mean() > 3 * 3.6  # expanded from the compressed start
+    assert np.ptp(o["alpha_deg"]) > 0  # the cell shape is free too
+
+
+def test_ramp_and_blowup(tmp_path):
+    cfg = MDConfig(temperature=300, ramp=(100.0, 500.0, 1000.0), timestep=1.0, steps=100)
+    assert (
+        cfg.target(0) == 100 and cfg.target(100) == pytest.approx(200) and cfg.target(10**6) == 500
+    )
+    ref = cubic_perovskite().repeat(2)
+    calc = _field_calc(ref, field=(0.0, 0.0, 50.0))
+    bad = MDConfig(ensemble="langevin", temperature=300, steps=200, log_interval=5, max_force=30)
+    with pytest.raises(BornfieldError, match="blow-up at step 5: force runaway"):
+        run_md(ref, calc, bad, tmp_path, log=lambda m: None)
+    assert (tmp_path / "observables.csv").is_file() and (tmp_path / "blowup.xyz").is_file()
+
+
+def test_bad_input(tmp_path):
+    from ase import Atoms
+
+    with pytest.raises(BornfieldError, match="needs a temperature above 0 K"):
+        run_md(cubic_perovskite(), EMT(), MDConfig(ensemble="langevin", temperature=0), tmp_path)
+    with pytest.raises(BornfieldError, match="empty structure"):
+        run_md(Atoms(cell=np.eye(3), pbc=True), EMT(), MDConfig(), tmp_path)
+    with pytest.raises(BornfieldError, match="unknown ensemble"):
+        run_md(cubic_perovskite(), EMT(), MDConfig(ensemble="npht"), tmp_path)
