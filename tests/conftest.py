@@ -40,3 +40,31 @@ def labelled_frame() -> Atoms:
     atoms.new_array("forces", rng.normal(0, 0.5, (5, 3)))
     atoms.new_array("born_charges", z)
     return atoms
+
+
+@pytest.fixture(scope="session")
+def tiny_ff(tmp_path_factory):
+    """A real MACE model trained for 2 epochs on 5 shared BaTiO3 frames: (directory, ff.model)."""
+    from bornfield.data import io
+    from bornfield.models.force_field import ff_preset, train_ff
+
+    if not BATIO3.is_file():
+        pytest.skip("shared BaTiO3 data missing")
+    out = tmp_path_factory.mktemp("ff")
+    cfg = ff_preset("fast", max_num_epochs=2, r_max=4.0)
+    return out, train_ff(io.read(BATIO3)[:5], out, cfg, seed=0, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_bec(tmp_path_factory):
+    """A Z* model trained for 2 epochs on 4 shared BaTiO3 frames: its directory."""
+    from bornfield.data import io
+    from bornfield.models.bec_train import BECTrainConfig, train_bec
+
+    if not BATIO3.is_file():
+        pytest.skip("shared BaTiO3 data missing")
+    out = tmp_path_factory.mktemp("bec")
+    frames = io.read(BATIO3)[:4]
+    train_bec(frames[:3], out, {"channels": 4}, BECTrainConfig(max_epochs=2), valid=frames[3:],
+              log=lambda m: None)  # fmt: skip
+    return out

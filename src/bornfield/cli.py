@@ -267,6 +267,71 @@ def _cmd_scan(args: argparse.Namespace) -> None:
         print(f"plot: {args.plot}")
 
 
+def _vector(text: str, what: str) -> tuple[float, float, float]:
+    try:
+        v = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise BornfieldError(
+            f"{what} must be three comma-separated numbers, got {text!r}"
+        ) from None
+    if len(v) != 3 or not all(np.isfinite(v)):
+        raise BornfieldError(f"{what} must be three finite numbers, got {text!r}")
+    return v  # type: ignore[return-value]
+
+
+def _cmd_md(args: argparse.Namespace) -> None:
+    from bornfield.data import io
+    from bornfield.md.run import MDConfig, run_md
+    from bornfield.models.force_field import check_elements, load_calculator
+
+    if args.structure == "pnma":
+        from bornfield.label.generators import pnma_catio3
+
+        atoms = pnma_catio3()
+    else:
+        atoms = io.read(args.structure, check=True)[-1]
+    if args.supercell:
+        atoms = atoms.repeat([int(x) for x in args.supercell.split("x")])
+    field = _vector(args.field, "--field") if args.field else (0.0, 0.0, 0.0)
+    ramp = None
+    if args.ramp:
+        try:
+            ramp = tuple(float(x) for x in args.ramp.split(":"))
+            assert len(ramp) == 3
+        except (ValueError, AssertionError):
+            raise BornfieldError(f"--ramp must be T0:T1:K_per_ps, got {args.ramp!r}") from None
+    ff = load_calculator(args.ff, device=args.device)
+    check_elements(ff, atoms, str(args.structure))
+    calc = ff
+    if args.bec:
+        from bornfield.calculators.field_calculator import FieldCalculator
+        from bornfield.models.bec import load_model
+
+        calc = FieldCalculator(ff, load_model(args.bec, device=args.device), field,
+                               bec_interval=args.bec_interval)  # fmt: skip
+    elif any(field):
+        raise BornfieldError("a field needs a Born-charge model: add --bec MODEL")
+    cfg = MDConfig(
+        temperature=args.temperature,
+        ramp=ramp,
+        ensemble=args.ensemble,
+        timestep=args.timestep,
+        steps=args.steps,
+        pressure=args.pressure,
+        seed=args.seed,
+        log_interval=args.log_interval,
+        traj_interval=args.traj_interval,
+        checkpoint_interval=args.checkpoint_interval,
+        friction=args.friction,
+        taut=args.taut,
+        taup=args.taup,
+    )
+    print(f"{len(atoms)} atoms, {cfg.ensemble}, field {field} V/Å -> {args.out}")
+    summary = run_md(atoms, calc, cfg, args.out)
+    print(f"{summary['steps_done']} steps, {summary['ms_per_step']:.1f} ms/step, "
+          f"{summary['ns_per_day']:.3f} ns/day")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bornfield",
@@ -391,6 +456,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--show", help="more atom indices to plot, comma-separated")
     q.add_argument("--plot", help="PNG")
     q.set_defaults(func=_cmd_scan)
+
+    q = sub.add_parser("md", help="MD with a force field, optionally in an electric field")
+    q.add_argument("--structure", required=True, help="structure file, or 'pnma' (CaTiO3)")
+    q.add_argument("--supercell", help="e.g. 4x2x4 (Pnma: b is the long axis; 640 atoms)")
+    q.add_argument("--ff", required=True, help="force-field model directory or file")
+    q.add_argument("--bec", help="Born-charge model (needed for a field)")
+    q.add_argument("--field", help="Ex,Ey,Ez in V/Å (5e7 V/m = 0.005 V/Å)")
+    q.add_argument("--bec-interval", type=int, default=1, help="recompute Z* every k steps")
+    q.add_argument("--temperature", type=float, default=300.0, help="K")
+    q.add_argument("--ramp", help="T0:T1:K_per_ps (overrides --temperature)")
+    q.add_argument("--ensemble", default="langevin", help="nve | langevin | bussi | nhc | npt")
+    q.add_argument("--pressure", type=float, default=0.0, help="GPa (npt)")
+    q.add_argument("--timestep", type=float, default=2.0, help="fs")
+    q.add_argument("--steps", type=int, default=1000)
+    q.add_argument("--friction", type=float, default=0.01, help="1/fs (langevin)")
+    q.add_argument("--taut", type=float, default=100.0, help="fs")
+    q.add_argument("--taup", type=float, default=1000.0, help="fs")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--log-interval", type=int, default=10)
+    q.add_argument("--traj-interval", type=int, default=100)
+    q.add_argument("--checkpoint-interval", type=int, default=100)
+    q.add_argument("--device", default="cpu", help="cpu | cuda")
+    q.add_argument("--out", required=True, help="run directory (the same command resumes)")
+    q.set_defaults(func=_cmd_md)
 
     q = sub.add_parser("structures", help="generate structures to label")
     q.add_argument("kind", choices=["cubic", "pnma", "file"])

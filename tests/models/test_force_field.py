@@ -10,18 +10,12 @@ from helpers import BATIO3, run_cli
 
 from bornfield.data import io
 from bornfield.label.generators import cubic_perovskite
-from bornfield.models.force_field import ff_preset, load_calculator, train_ff
+from bornfield.models.force_field import load_calculator
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    if not BATIO3.is_file():
-        pytest.skip("shared BaTiO3 data missing")
-    frames = io.read(BATIO3)[:5]
-    out = tmp_path_factory.mktemp("ff")
-    cfg = ff_preset("fast", max_num_epochs=2, r_max=4.0)
-    model = train_ff(frames, out, cfg, seed=0, log=lambda m: None)
-    return out, model
+@pytest.fixture
+def tiny_model(tiny_ff):
+    return tiny_ff
 
 
 def _small_batio3(seed: int = 0):

@@ -116,10 +116,13 @@ def load_model(
 
 def predict_bec(model: BECModel, atoms: Atoms, source: str = "structure") -> np.ndarray:
     """Z* (N, 3, 3) in e for one structure."""
-    dtype = next(model.parameters()).dtype
-    g = build_graph(atoms, model, dtype, source)
+    param = next(model.parameters())
+    g = build_graph(atoms, model, param.dtype, source)
+    if param.device.type != "cpu":
+        for name in ("species", "pos", "edge_index", "shifts", "batch"):
+            setattr(g, name, getattr(g, name).to(param.device))
     with torch.no_grad():
-        return run_model(model, g).double().numpy()
+        return run_model(model, g).double().cpu().numpy()
 
 
 class BECCalculator(Calculator):

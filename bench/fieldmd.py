@@ -1,0 +1,182 @@
+"""Field-MD speed (issue: field-coupled MD): cost of an MD step with and without the field.
+
+For each cell size, in a fresh process (so peak memory is per size), one Langevin MD step is
+timed (median of repeats) for:
+  bare        MACE (float32) alone
+  field_k1    FieldCalculator: MACE + Z* model every step (float32)
+  field_kK    FieldCalculator with Z* refreshed every K steps
+  composite   the paper-style composite: mace-torch MACECalculator (its default float64) plus a
+              separate Z* model (float64) evaluated every step through ASE
+Ratios are taken within one process run. Writes bench/results/fieldmd.json and fieldmd.md.
+
+    python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cell_of(n_atoms: int):
+    """Cubic BaTiO3 supercell of about n atoms (5-atom units), lightly rattled."""
+    from bornfield.label.generators import cubic_perovskite
+
+    reps = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4)}[n_atoms]
+    a = cubic_perovskite("BaTiO3").repeat(reps)
+    a.rattle(0.03, seed=0)
+    return a
+
+
+def time_md(atoms, calc, steps: int, repeats: int) -> float:
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    a = atoms.copy()
+    a.calc = calc
+    rng = np.random.default_rng(0)
+    MaxwellBoltzmannDistribution(a, temperature_K=300, rng=rng)
+    dyn = Langevin(a, timestep=2 * units.fs, temperature_K=300, friction=0.01 / units.fs,
+                   fixcm=False, rng=rng)  # fmt: skip
+    dyn.run(3)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dyn.run(steps)
+        times.append((time.perf_counter() - t0) / steps)
+    return float(np.median(times))
+
+
+class Composite:
+    """MACECalculator + a separate Z* calculator through ASE each step (paper-style)."""
+
+    def __new__(cls, ff, bec_calc, field):
+        from ase.calculators.calculator import Calculator, all_changes
+
+        class _C(Calculator):
+            implemented_properties = ["energy", "forces"]
+
+            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+                super().calculate(atoms, properties, system_changes)
+                a = self.atoms.copy()
+                a.calc = ff
+                e, f = a.get_potential_energy(), a.get_forces()
+                b = self.atoms.copy()
+                b.calc = bec_calc
+                z = bec_calc.get_property("born_charges", b)
+                self.results = {"energy": e, "forces": f + np.einsum("a,kab->kb", field, z)}
+
+        return _C()
+
+
+def worker(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mace.calculators import MACECalculator
+
+    from bornfield.calculators import FieldCalculator
+    from bornfield.models.bec import BECCalculator, load_model
+    from bornfield.models.force_field import load_calculator
+
+    atoms = cell_of(args.size)
+    field = np.array([0.0, 0.0, 0.005])
+    steps = max(3, 6000 // args.size)
+    out = {"n_atoms": len(atoms), "steps_timed": steps}
+    ff32 = load_calculator(args.ff, dtype="float32")
+    bec32 = load_model(args.bec, dtype=torch.float32)
+    out["bare_s"] = time_md(atoms, ff32, steps, args.repeats)
+    out["field_k1_s"] = time_md(
+        atoms, FieldCalculator(ff32, bec32, field, bec_interval=1), steps, args.repeats
+    )
+    out[f"field_k{args.k}_s"] = time_md(
+        atoms, FieldCalculator(ff32, bec32, field, bec_interval=args.k), steps, args.repeats
+    )
+    t0 = time.perf_counter()
+    for _ in range(5):
+        from bornfield.models.bec import predict_bec
+
+        predict_bec(bec32, atoms)
+    out["bec_predict_s"] = (time.perf_counter() - t0) / 5
+    ff64 = MACECalculator(
+        model_paths=str(Path(args.ff) / "ff.model"), device="cpu", default_dtype="float64"
+    )
+    comp = Composite(ff64, BECCalculator(load_model(args.bec, dtype=torch.float64)), field)
+    out["composite_s"] = time_md(atoms, comp, max(2, steps // 2), args.repeats)
+    out["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ff", required=True)
+    p.add_argument("--bec", required=True)
+    p.add_argument("--sizes", default="160,640,1280")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.size:
+        print(json.dumps(worker(args)))
+        return
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        cmd = [sys.executable, __file__, "--ff", args.ff, "--bec", args.bec, "--k", str(args.k),
+               "--repeats", str(args.repeats), "--threads", str(args.threads), "--size", str(n)]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(row, flush=True)
+    k = f"field_k{args.k}_s"
+    for r in rows:
+        r["P1_field_k1_over_bare"] = r["field_k1_s"] / r["bare_s"]
+        r[f"P1_field_k{args.k}_over_bare"] = r[k] / r["bare_s"]
+        r["P2_composite_over_field_k1"] = r["composite_s"] / r["field_k1_s"]
+        r[f"P2_composite_over_field_k{args.k}"] = r["composite_s"] / r[k]
+        r["us_per_atom_step_field"] = 1e6 * r[k] / r["n_atoms"]
+    per_atom = [r["us_per_atom_step_field"] for r in rows]
+    meta = {
+        "machine": f"{platform.node()}, {platform.machine()}, {args.threads} torch threads",
+        "date": datetime.date.today().isoformat(),
+        "system": "cubic BaTiO3 supercells (rattled 0.03 Å); field 0.005 V/Å along z",
+        "P3_per_atom_spread": max(per_atom) / min(per_atom),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fieldmd.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [
+        f"# Field-MD step cost ({meta['machine']}, {meta['date']})",
+        "",
+        meta["system"] + f"; Z* refresh interval k = {args.k}.",
+        "",
+        f"| atoms | bare (ms) | field k=1 (ms) | field k={args.k} (ms) | composite (ms) | Z* predict (ms) "
+        f"| P1 k=1 | P1 k={args.k} | P2 vs k=1 | P2 vs k={args.k} | µs/atom/step | peak RSS (GiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n_atoms']} | {1e3 * r['bare_s']:.0f} | {1e3 * r['field_k1_s']:.0f} | {1e3 * r[k]:.0f} "
+            f"| {1e3 * r['composite_s']:.0f} | {1e3 * r['bec_predict_s']:.0f} "
+            f"| {r['P1_field_k1_over_bare']:.2f} | {r[f'P1_field_k{args.k}_over_bare']:.2f} "
+            f"| {r['P2_composite_over_field_k1']:.2f} | {r[f'P2_composite_over_field_k{args.k}']:.2f} "
+            f"| {r['us_per_atom_step_field']:.0f} | {r['peak_rss_GiB']:.2f} |"
+        )
+    lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
+    (RESULTS / "fieldmd.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
