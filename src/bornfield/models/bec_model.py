@@ -14,19 +14,13 @@ MACE's product basis. Positions enter differentiably, so dZ*/dR is available by 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # e3nn 0.4.4 with torch >= 2.6
+import torch
+from e3nn import o3
+from e3nn.io import CartesianTensor
 
-import e3nn  # noqa: E402
-import torch  # noqa: E402
-from e3nn import o3  # noqa: E402
-from e3nn.io import CartesianTensor  # noqa: E402
-
-# e3nn's TorchScript code generation makes these small modules 4x slower on CPU with torch 2.13
-# (measured: 1.1 s -> 0.27 s forward for 540 atoms); plain fx-generated modules are used instead.
-e3nn.set_optimization_defaults(jit_script_fx=False)
+import bornfield.models  # noqa: F401  (e3nn defaults: no TorchScript, weights-only loading off)
 
 
 def spherical_harmonics_l2(vec: torch.Tensor) -> list[torch.Tensor]:

@@ -25,8 +25,6 @@ from bornfield.data import io
 from bornfield.data.validate import require_keys
 from bornfield.errors import BornfieldError
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # e3nn 0.4.4 with torch >= 2.6
-
 MODEL_NAME = "ff"
 
 
@@ -160,7 +158,7 @@ def train_ff(
 
 
 def _run_mace_train(args: list[str], logfile: Path, log: Callable[[str], None]) -> None:
-    cmd = [sys.executable, "-m", "mace.cli.run_train", *args]
+    cmd = [sys.executable, "-m", "bornfield.models.mace_train", *args]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     epoch = re.compile(
         r"Epoch (\d+).*?loss=([\d.e+-]+).*?MAE_E_per_atom=\s*([\d.]+) meV.*?MAE_F=\s*([\d.]+) meV"
