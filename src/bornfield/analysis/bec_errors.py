@@ -37,12 +37,7 @@ def bec_parity_plot(
     frames: Sequence[Atoms], predicted: Sequence[np.ndarray], path: str | Path, title: str = ""
 ) -> None:
     """Predicted vs DFT Z* components per element (diagonal filled, off-diagonal open), PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bornfield.data.io import atomic_output
+    from bornfield.analysis.plotting import plt, save_png
 
     ref = np.concatenate([a.arrays["born_charges"] for a in frames])
     pred = np.concatenate(predicted)
@@ -58,10 +53,7 @@ def bec_parity_plot(
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="DFT Z* (e)", ylabel="model Z* (e)", title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, path, dpi=130)
 
 
 def learning_curve(
@@ -89,12 +81,7 @@ def learning_curve(
 
 
 def learning_curve_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bornfield.data.io import atomic_output
+    from bornfield.analysis.plotting import plt, save_png
 
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     n = [r["n_train"] for r in rows]
@@ -106,10 +93,7 @@ def learning_curve_plot(rows: Sequence[dict], path: str | Path, title: str = "")
         ax.loglog(n, [r[f"bec_mae_{el}_e"] for r in rows], "s--", ms=4, color=f"C{i + 1}", label=el)
     ax.set(xlabel="training structures", ylabel="Z* MAE (e)", title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, path, dpi=130)
 
 
 def scan_plot(
@@ -123,12 +107,7 @@ def scan_plot(
     title: str = "",
 ) -> None:
     """Z* components of chosen atoms vs displacement amplitude (lines) over DFT points (Fig. 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bornfield.data.io import atomic_output
+    from bornfield.analysis.plotting import plt, save_png
 
     fig, axes = plt.subplots(
         1, len(atoms_shown), figsize=(3.6 * len(atoms_shown), 3.4), squeeze=False
@@ -144,10 +123,7 @@ def scan_plot(
         ax.set(xlabel="displacement (Å)", ylabel="Z* (e)", title=lab)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, path, dpi=130)
 
 
 def evaluate_bec(

@@ -86,12 +86,7 @@ def force_parity_plot(
     title: str = "",
 ) -> None:
     """Predicted vs DFT force components for one or more models (the paper's Fig. 2a), PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bornfield.data.io import atomic_output
+    from bornfield.analysis.plotting import plt, save_png
 
     ref = np.concatenate([a.arrays["forces"].ravel() for a in frames])
     fig, ax = plt.subplots(figsize=(4.8, 4.6))
@@ -106,10 +101,7 @@ def force_parity_plot(
     )
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, path, dpi=130)
 
 
 def summarize_folds(fold_metrics: Sequence[dict]) -> dict[str, float]:

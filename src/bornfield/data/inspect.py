@@ -144,12 +144,7 @@ def _add_site_means(s: Summary, frames: Sequence[Atoms]) -> None:
 
 def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = "") -> None:
     """Histograms of energy per atom, |F| and diagonal Z* per element, as one PNG (atomic write)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bornfield.data.io import atomic_output
+    from bornfield.analysis.plotting import plt, save_png
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     e = np.array([a.info["energy"] / len(a) for a in frames if "energy" in a.info])
@@ -175,7 +170,4 @@ def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = 
     for ax in axes:
         ax.set_ylabel("count")
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
