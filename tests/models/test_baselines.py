@@ -1,0 +1,41 @@
+"""Foundation baselines (CHGNet offline) and the per-element energy shift used to compare them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bornfield.analysis.errors import ff_metrics, fit_energy_shift
+from bornfield.errors import BornfieldError
+from bornfield.label.generators import cubic_perovskite
+from bornfield.models.baselines import load_baseline
+
+
+def test_energy_shift_recovers_per_element_offsets():
+    frames, preds = [], []
+    mu = {"Ba": -1.5, "O": 0.7, "Ti": 2.0}
+    for reps in [(1, 1, 1), (2, 1, 1), (2, 2, 1)]:
+        for formula in ("BaTiO3", "CaTiO3"):
+            a = cubic_perovskite(formula).repeat(reps)
+            e_model = float(np.random.default_rng(len(a)).normal())
+            a.info["energy"] = e_model + sum(mu.get(s, 0.3) for s in a.get_chemical_symbols())
+            a.arrays["forces"] = np.zeros((len(a), 3))
+            frames.append(a)
+            preds.append({"energy": e_model, "forces": np.zeros((len(a), 3))})
+    shift = fit_energy_shift(frames, preds)
+    assert shift["Ba"] - shift["Ti"] == pytest.approx(mu["Ba"] - mu["Ti"], abs=1e-9)
+    assert ff_metrics(frames, preds, shift)["energy_mae_meV_per_atom"] < 1e-6
+
+
+def test_chgnet_offline_and_bad_specs():
+    a = cubic_perovskite("BaTiO3")
+    a.rattle(0.05, seed=0)
+    a.calc = load_baseline("chgnet")
+    f = a.get_forces()
+    assert f.shape == (5, 3) and np.isfinite(f).all() and np.abs(f.sum(axis=0)).max() < 1e-3
+    with pytest.raises(BornfieldError, match="mace-mp needs a model file"):
+        load_baseline("mace-mp")
+    with pytest.raises(BornfieldError, match="cannot run beside mace-torch"):
+        load_baseline("sevennet")
+    with pytest.raises(BornfieldError, match="unknown baseline"):
+        load_baseline("m3gnet")
