@@ -23,7 +23,8 @@ def test_energy_shift_recovers_per_element_offsets():
             frames.append(a)
             preds.append({"energy": e_model, "forces": np.zeros((len(a), 3))})
     shift = fit_energy_shift(frames, preds)
-    assert shift["Ba"] - shift["Ti"] == pytest.approx(mu["Ba"] - mu["Ti"], abs=1e-9)
+    # only combinations fixed by the compositions are determined: Ba - Ca is one
+    assert shift["Ba"] - shift["Ca"] == pytest.approx(mu["Ba"] - 0.3, abs=1e-9)
     assert ff_metrics(frames, preds, shift)["energy_mae_meV_per_atom"] < 1e-6
 
 
