@@ -141,6 +141,9 @@ class BECModel(torch.nn.Module):
             raise ValueError("the Born-charge model is built for l_max = 2")
         irreps_a = o3.Irreps([(c, (k, (-1) ** k)) for k in range(cfg.l_max + 1)])
         self.cart = CartesianTensor("ij")  # 1x0e + 1x1e + 1x2e
+        # change of basis (9 irrep components -> 3x3), computed once: e3nn's to_cartesian
+        # rebuilds it on every call (117 of 173 ms of a 160-atom prediction)
+        self.register_buffer("cart_q", self.cart.to_cartesian(torch.eye(9)), persistent=False)
         wanted = [o3.Irrep(s) for s in ("0e", "1o", "1e", "2e")]
         self.layers = torch.nn.ModuleList(
             [Interaction(cfg, irreps_a, wanted) for _ in range(cfg.n_layers)]
@@ -179,7 +182,8 @@ class BECModel(torch.nn.Module):
             f = layer(s, sh, basis, edge_index)
             feats.append(f)
             s = s + torch.nn.functional.silu(f[:, :c])  # scalars for the next messages
-        z = self.cart.to_cartesian(self.readout(torch.cat(feats, dim=1))) * self.scale
+        z = torch.einsum("ni,ijk->njk", self.readout(torch.cat(feats, dim=1)), self.cart_q)
+        z = z * self.scale
         z = z + self.iso[species][:, None, None] * torch.eye(3, dtype=z.dtype, device=z.device)
         # acoustic sum rule: subtract the per-structure mean, in float64 so that it holds to
         # ~1e-12 e even for a float32 model and thousands of atoms
