@@ -18,8 +18,6 @@ differ when Z* changes along the path.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
@@ -133,19 +131,3 @@ class FieldCalculator(Calculator):
             g = np.einsum("kb,kc->bc", ez, u)
             sigma = s0 - 0.5 * (g + g.T) / volume
             self.results["stress"] = full_3x3_to_voigt_6_stress(sigma)
-
-
-def load_field_calculator(
-    ff_model: str | Path,
-    bec_model: str | Path,
-    field=(0.0, 0.0, 0.0),
-    reference: Atoms | None = None,
-    bec_interval: int = 1,
-    device: str = "cpu",
-) -> FieldCalculator:
-    """FieldCalculator from bornfield model files (MACE float32 for MD, Z* float32)."""
-    from bornfield.models.bec import load_model
-    from bornfield.models.force_field import load_calculator
-
-    ff = load_calculator(ff_model, device=device, dtype="float32")
-    return FieldCalculator(ff, load_model(bec_model, device=device), field, reference, bec_interval)
