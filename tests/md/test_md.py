@@ -103,3 +103,23 @@ def test_bad_input(tmp_path):
         run_md(Atoms(cell=np.eye(3), pbc=True), EMT(), MDConfig(), tmp_path)
     with pytest.raises(BornfieldError, match="unknown ensemble"):
         run_md(cubic_perovskite(), EMT(), MDConfig(ensemble="npht"), tmp_path)
+
+
+@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nhc", "npt"])
+def test_ramp_moves_every_thermostat(tmp_path, ensemble):
+    from ase import units
+
+    from bornfield.md.run import _integrator, _set_temperature
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.calc = EMT()
+    atoms.set_momenta(np.random.default_rng(0).normal(0, 0.1, (len(atoms), 3)))
+    dyn = _integrator(atoms, MDConfig(ensemble=ensemble, temperature=300), np.random.default_rng(0))
+    _set_temperature(dyn, 900.0)
+    kt = 900.0 * units.kB
+    if ensemble == "langevin":
+        assert dyn.temp == pytest.approx(kt)
+    elif ensemble == "bussi":
+        assert dyn.target_kinetic_energy == pytest.approx(0.5 * kt * dyn.ndof)
+    else:
+        assert dyn._thermostat._kT == pytest.approx(kt)

@@ -91,12 +91,14 @@ def _integrator(atoms: Atoms, cfg: MDConfig, rng: np.random.Generator):
 
 
 def _set_temperature(dyn, t: float) -> None:
+    """Move the thermostat target to t (K) for ramps (Langevin, Bussi, NHC and MTK NpT)."""
     kt = units.kB * t
-    if hasattr(dyn, "set_temperature") and not hasattr(dyn, "_thermostat"):
+    if hasattr(dyn, "target_kinetic_energy"):  # Bussi: no setter, two derived attributes
+        dyn.temp = kt
+        dyn.target_kinetic_energy = 0.5 * kt * dyn.ndof
+    elif hasattr(dyn, "set_temperature"):  # Langevin
         dyn.set_temperature(temperature_K=t)
-        if hasattr(dyn, "target_kinetic_energy"):  # Bussi keeps a derived target
-            dyn.target_kinetic_energy = 0.5 * kt * dyn.ndof
-    for part in ("_thermostat", "_barostat"):
+    for part in ("_thermostat", "_barostat"):  # NHC / MTK (chain masses stay as initialised)
         if hasattr(dyn, part):
             getattr(dyn, part)._kT = kt
     if hasattr(dyn, "_kT"):
