@@ -332,6 +332,18 @@ def _cmd_md(args: argparse.Namespace) -> None:
           f"{summary['ns_per_day']:.3f} ns/day")  # fmt: skip
 
 
+def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
+    """Options shared by `evaluate ff` and `evaluate bec`."""
+    q.add_argument("--data", required=True)
+    q.add_argument("--model", help="model directory or file")
+    q.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (trains k models)")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="directory for the CV / learning-curve models and plots")
+    q.add_argument("--plot", help="parity plot PNG")
+    q.add_argument("--json", help="write every metric here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bornfield",
@@ -419,31 +431,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="what", required=True
     )
     q = ev.add_parser("ff", help="force-field errors, parity plot, k-fold CV, baselines")
-    q.add_argument("--data", required=True)
-    q.add_argument("--model", help="model directory or file")
-    q.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (trains k models)")
+    _add_evaluate_args(q)
     q.add_argument("--preset", default="fast")
-    q.add_argument("--epochs", type=int)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", help="directory for the CV models")
     q.add_argument("--baseline", action="append", help="chgnet | mace-mp:PATH (repeatable)")
     q.add_argument("--shift-data", help="frames to fit baseline energy shifts on (train set)")
-    q.add_argument("--plot", help="parity plot PNG")
-    q.add_argument("--json", help="write every metric here")
     q.set_defaults(func=_cmd_evaluate_ff)
 
     q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")
-    q.add_argument("--data", required=True)
-    q.add_argument("--model", help="model directory or file")
-    q.add_argument("--folds", type=int, default=0)
+    _add_evaluate_args(q)
     q.add_argument("--learning-curve", help="training-set sizes, e.g. 10,20,40,80")
-    q.add_argument("--epochs", type=int)
     q.add_argument("--channels", type=int)
     q.add_argument("--r-max", type=float)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", help="directory for trained CV / learning-curve models and plots")
-    q.add_argument("--plot", help="parity plot PNG")
-    q.add_argument("--json", help="write every metric here")
     q.set_defaults(func=_cmd_evaluate_bec)
 
     q = sub.add_parser("scan", help="Z* along a single-atom displacement (Fig. 1)")

@@ -6,6 +6,7 @@ parsed by :func:`bornfield.data.importers.read_abinit_output`. Settings come in 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -83,6 +84,7 @@ def valence_electrons(pseudo: Path) -> float:
         return float(fh.readline().split()[1])
 
 
+@functools.cache
 def abinit_version() -> str:
     try:
         out = subprocess.run(["abinit", "--version"], capture_output=True, text=True, timeout=60)
