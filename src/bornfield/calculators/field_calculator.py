@@ -34,7 +34,11 @@ def min_image_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> np.ndarray:
 
 
 class FieldCalculator(Calculator):
-    """Force field + Born charges + homogeneous electric field (V/Å), as an ASE calculator."""
+    """Force field + Born charges + homogeneous electric field (V/Å), as an ASE calculator.
+
+    ``bec`` is a Z* model (a :class:`~bornfield.models.bec.BECModel` or its file) or an
+    N×3×3 array of fixed charges (a rigid-ion model, e.g. the DFT Z* of the reference).
+    """
 
     implemented_properties = [
         "energy", "free_energy", "forces", "stress", "polarization", "polarization_path",
@@ -54,10 +58,14 @@ class FieldCalculator(Calculator):
         from bornfield.models.bec import BECModel, load_model
 
         self.ff = ff
-        self.bec = bec if isinstance(bec, BECModel) else load_model(bec)
-        self.field = np.asarray(field, dtype=float)
-        if self.field.shape != (3,) or not np.isfinite(self.field).all():
-            raise BornfieldError(f"field must be 3 finite numbers in V/Å, got {field!r}")
+        self.fixed_z: np.ndarray | None = None  # fixed Born charges (rigid-ion), N×3×3
+        if isinstance(bec, np.ndarray):
+            self.bec, self.fixed_z = None, np.asarray(bec, dtype=float)
+            if self.fixed_z.ndim != 3 or self.fixed_z.shape[1:] != (3, 3):
+                raise BornfieldError(f"fixed Born charges must be N×3×3, got {bec.shape}")
+        else:
+            self.bec = bec if isinstance(bec, BECModel) else load_model(bec)
+        self.set_field(field)
         if bec_interval < 1:
             raise BornfieldError(f"bec_interval must be >= 1, got {bec_interval}")
         self.bec_interval = bec_interval
@@ -67,6 +75,14 @@ class FieldCalculator(Calculator):
         self._last: np.ndarray | None = None  # positions + cell of the last configuration
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (u, Z) of the last call
         self.path_dipole = np.zeros(3)  # Σ ∫ Z*·du, e·Å
+
+    def set_field(self, field: tuple[float, float, float] | np.ndarray) -> None:
+        """Change the field (V/Å); cached results are dropped."""
+        f = np.asarray(field, dtype=float)
+        if f.shape != (3,) or not np.isfinite(f).all():
+            raise BornfieldError(f"field must be 3 finite numbers in V/Å, got {field!r}")
+        self.field = f
+        self.reset()
 
     def set_reference(self, reference: Atoms) -> None:
         self.ref_scaled = reference.get_scaled_positions(wrap=False)
@@ -80,6 +96,12 @@ class FieldCalculator(Calculator):
         """
         from bornfield.models.bec import predict_bec
 
+        if self.fixed_z is not None:
+            if len(self.fixed_z) != len(atoms):
+                raise BornfieldError(
+                    f"{len(self.fixed_z)} fixed Born charges for {len(atoms)} atoms"
+                )
+            return self.fixed_z
         key = np.concatenate([atoms.positions.ravel(), atoms.cell[:].ravel()])
         if self._z is not None and self._last is not None and np.array_equal(key, self._last):
             return self._z

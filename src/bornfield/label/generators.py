@@ -21,25 +21,36 @@ def cubic_perovskite(formula: str = "CaTiO3", a: float | None = None) -> Atoms:
     return Atoms(sym, scaled_positions=frac, cell=np.eye(3) * a, pbc=True)
 
 
-def pnma_catio3(scale: float = 1.0) -> Atoms:
+#: Sasaki et al. (1987) Pnma Wyckoff positions and the ideal cubic (aristotype) positions
+PNMA_BASIS = [
+    (0.0351, 0.25, -0.0065),
+    (0.0, 0.0, 0.5),
+    (0.4831, 0.25, 0.0713),
+    (0.2891, 0.0370, 0.7106),
+]
+CUBIC_BASIS = [(0.0, 0.25, 0.0), (0.0, 0.0, 0.5), (0.5, 0.25, 0.0), (0.25, 0.0, 0.75)]
+
+
+def pnma_catio3(scale: float = 1.0, amplitude: float = 1.0) -> Atoms:
     """20-atom orthorhombic Pnma CaTiO3 (a⁻a⁻c⁺ tilts) from the experimental structure.
 
     Sasaki, Prewitt, Bass & Schulze, Acta Cryst. C43, 1668 (1987), given in Pbnm and turned to
     the standard Pnma setting (x, y, z)_Pnma = (y, z, x)_Pbnm. ``scale`` multiplies the cell.
+    ``amplitude`` scales the distortion from the cubic aristotype (positions and the cell's
+    deviation from √2·a₀, 2·a₀, √2·a₀ at fixed volume): 1 is the experiment, 0 cubic Pm-3m.
     """
     from ase.spacegroup import crystal
 
-    a, b, c = (x * scale for x in PNMA_CELL)
+    a0 = (np.prod(PNMA_CELL) / 4) ** (1 / 3)
+    ideal = np.array([np.sqrt(2) * a0, 2 * a0, np.sqrt(2) * a0])
+    cell = ideal + amplitude * (np.asarray(PNMA_CELL) - ideal)
+    cell *= scale * (np.prod(PNMA_CELL) / np.prod(cell)) ** (1 / 3)
+    basis = np.asarray(CUBIC_BASIS) + amplitude * (np.subtract(PNMA_BASIS, CUBIC_BASIS))
     return crystal(
         ["Ca", "Ti", "O", "O"],
-        basis=[
-            (0.0351, 0.25, -0.0065),
-            (0.0, 0.0, 0.5),
-            (0.4831, 0.25, 0.0713),
-            (0.2891, 0.0370, 0.7106),
-        ],
+        basis=basis,
         spacegroup=62,
-        cellpar=[a, b, c, 90, 90, 90],
+        cellpar=[*cell, 90, 90, 90],
         primitive_cell=False,
     )
 

@@ -1,0 +1,161 @@
+"""Z* against the DFPT settings that cost the most: k-mesh and response tolerances.
+
+Two studies, each run cached as JSON so the script resumes after a kill:
+
+- ``kmesh``: cubic CaTiO3 (a = 3.84 Å; symmetry keeps it cheap), ecut 35 Ha, shifted
+  n×n×n meshes; Z* after the ASR correction, compared with the densest mesh.
+- ``tolerances``: structure 0 of ``data/catio3/structures_5atom_batch1.xyz`` at the production
+  ecut and mesh with looser ddk/field tolerances, compared with its shipped production label.
+
+    python bench/dft_zstar_settings.py [kmesh] [tolerances]
+
+Writes bench/results/dft_zstar_settings.{json,md} (machine and date included).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bornfield.data import io
+from bornfield.label import cubic_perovskite, preset, run_abinit
+from bornfield.units import EV_PER_A3_TO_GPA
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+CACHE = RESULTS / "dft_zstar_settings"
+WORK = Path("/tmp/bornfield_dft_zstar_settings")
+
+KMESH = {f"k{n}": dict(ecut=35.0, kpt_length=3.84 * n) for n in (3, 4, 5, 6, 8)}
+TOLERANCES = {
+    "ddk1e-12_field1e-6": dict(tolwfr_ddk=1e-12, tolvrs_efield=1e-6),
+    "ddk1e-14_field1e-7_scf1e-9": dict(tolwfr_ddk=1e-14, tolvrs_efield=1e-7, tolvrs_scf=1e-9),
+}
+
+
+def _asr(z) -> np.ndarray:
+    z = np.asarray(z)
+    return z - z.mean(axis=0)
+
+
+def run(study: str, name: str, atoms, overrides: dict) -> dict:
+    cache = CACHE / f"{study}_{name}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    settings = preset("production", **overrides)
+    t0 = time.perf_counter()
+    out = run_abinit(atoms, settings, WORK / f"{study}_{name}")
+    row = {
+        "wall_s": time.perf_counter() - t0,
+        "kmesh": list(settings.kmesh(atoms)),
+        "overrides": overrides,
+        "born_charges": out.arrays["born_charges"].tolist(),
+        "forces": out.arrays["forces"].tolist(),
+        "stress": np.asarray(out.info["stress"]).tolist(),
+        "epsilon_inf": np.asarray(out.info["epsilon_inf"]).tolist(),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(row))
+    print(study, name, f"{row['wall_s']:.0f} s", flush=True)
+    return row
+
+
+def kmesh_study() -> dict:
+    atoms = cubic_perovskite("CaTiO3")
+    rows = {n: run("kmesh", n, atoms, o) for n, o in KMESH.items()}
+    ref = _asr(rows["k8"]["born_charges"])
+    table = {}
+    for n, r in rows.items():
+        z = _asr(r["born_charges"])
+        table[n] = {
+            "kmesh": r["kmesh"],
+            "Z_Ca_xx": z[0, 0, 0],
+            "Z_Ti_xx": z[1, 0, 0],
+            "Z_O_par": z[2, 2, 2],  # O at (½,½,0): Ti-O bond along z
+            "Z_O_perp": z[2, 0, 0],
+            "dZ_max_vs_k8_e": float(np.abs(z - ref).max()),
+            "eps_inf_xx": r["epsilon_inf"][0][0],
+            "wall_s": r["wall_s"],
+        }
+    return table
+
+
+def tolerance_study() -> dict:
+    atoms = io.read(ROOT / "data/catio3/structures_5atom_batch1.xyz")[0]
+    label = next(
+        a
+        for a in io.read(ROOT / "data/catio3/catio3_5atom.xyz", index=":")
+        if a.info.get("label_id") == 0
+    )
+    ref_wall = json.loads(label.info["provenance"])["wall_time_s"]
+    table = {"production": {"wall_s": ref_wall, "dZ_max_e": 0.0}}
+    for n, o in TOLERANCES.items():
+        r = run("tolerances", n, atoms, o)
+        table[n] = {
+            "wall_s": r["wall_s"],
+            "dZ_max_e": float(
+                np.abs(_asr(r["born_charges"]) - _asr(label.arrays["born_charges"])).max()
+            ),
+            "dF_max_meV_per_A": 1e3
+            * float(np.abs(np.subtract(r["forces"], label.arrays["forces"])).max()),
+            "dstress_max_GPa": EV_PER_A3_TO_GPA
+            * float(np.abs(np.subtract(r["stress"], label.info["stress"])).max()),
+            "deps_inf_max": float(
+                np.abs(np.subtract(r["epsilon_inf"], label.info["epsilon_inf"])).max()
+            ),
+        }
+    return table
+
+
+def main() -> None:
+    studies = sys.argv[1:] or ["kmesh", "tolerances"]
+    out_json = RESULTS / "dft_zstar_settings.json"
+    result = json.loads(out_json.read_text()) if out_json.exists() else {}
+    result["meta"] = {
+        "machine": f"{platform.node()} {platform.machine()}, 2 cores, ABINIT on 2 MPI ranks",
+        "date": datetime.date.today().isoformat(),
+    }
+    if "kmesh" in studies:
+        result["kmesh"] = kmesh_study()
+    if "tolerances" in studies:
+        result["tolerances"] = tolerance_study()
+    out_json.write_text(json.dumps(result, indent=1))
+    lines = [f"# Z* vs DFPT settings ({result['meta']['machine']}, {result['meta']['date']})", ""]
+    if "kmesh" in result:
+        lines += [
+            "Cubic CaTiO3, ecut 35 Ha, shifted n×n×n mesh, after the ASR correction:",
+            "",
+            "| mesh | Ca xx | Ti xx | O ∥ | O ⊥ | ε∞ xx | ΔZ* max vs 8×8×8 (e) | wall (s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for n, t in result["kmesh"].items():
+            lines.append(
+                f"| {'×'.join(map(str, t['kmesh']))} | {t['Z_Ca_xx']:.3f} | {t['Z_Ti_xx']:.3f} | "
+                f"{t['Z_O_par']:.3f} | {t['Z_O_perp']:.3f} | {t['eps_inf_xx']:.3f} | "
+                f"{t['dZ_max_vs_k8_e']:.3f} | {t['wall_s']:.0f} |"
+            )
+        lines.append("")
+    if "tolerances" in result:
+        lines += [
+            "Structure 0 of batch 1 (no symmetry), ecut 45 Ha, 4×4×4, vs its production label:",
+            "",
+            "| setting | ΔZ* max (e) | ΔF max (meV/Å) | Δσ max (GPa) | Δε∞ max | wall (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, t in result["tolerances"].items():
+            lines.append(
+                f"| {n} | {t['dZ_max_e']:.4f} | {t.get('dF_max_meV_per_A', 0):.2f} | "
+                f"{t.get('dstress_max_GPa', 0):.3f} | {t.get('deps_inf_max', 0):.4f} | {t['wall_s']:.0f} |"
+            )
+    (RESULTS / "dft_zstar_settings.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

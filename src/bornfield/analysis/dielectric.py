@@ -1,0 +1,353 @@
+"""Ionic dielectric tensor three ways: static relaxation in a field, phonon mode sum, MD.
+
+Conventions: the field E in V/Å, polarization P in C/m², Z[atom, α, β] (α field, β force).
+The ionic (lattice) part is ε_ion,αβ = ∂P_α/∂E_β / ε0; the total static tensor is
+ε = ε∞ + ε_ion, with ε∞ = 1 (the bare lattice response) when the electronic part is unknown.
+
+- :func:`static_response`: relax positions (and optionally the cell) at increasing fields along
+  ±x, ±y, ±z; P(E) curves, ε_ion from the linear slope, and where nonlinearity sets in (Fig 3).
+- :func:`phonon_epsilon`: Γ force constants from the force field through phonopy, Z* from the
+  model, ε_ion,αβ = e²/(ε0 Ω) Σ_m Z̃_mα Z̃_mβ / ω_m² over the optical modes (zero-T points of Fig 5).
+- :func:`finite_field_epsilon`: ε_αβ = ε∞ + (⟨P_α⟩_E − ⟨P_α⟩_0)/(ε0 E_β) from MD runs with and
+  without field, block-averaged errors and a linearity check over ±E and field strengths (Fig 5).
+- :func:`fluctuation_epsilon`: ε = ε∞ + Ω/(ε0 kB T) (⟨PP⟩ − ⟨P⟩⟨P⟩) from a zero-field run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.analysis.stats import block_average, block_bootstrap, block_size
+from bornfield.errors import BornfieldError
+from bornfield.units import ELEMENTARY_CHARGE_C, EPSILON_0_SI, KB_EV
+
+#: e²/(ε0 Å) in eV: turns Σ Z̃²/ω² (e²·Å²/eV, ω² in eV/Å²/amu) / Ω (Å³) into ε (dimensionless)
+MODE_SUM_FACTOR = ELEMENTARY_CHARGE_C / (EPSILON_0_SI * 1e-10)
+#: 1 V/Å in V/m
+V_PER_A = 1e10
+AXES = "xyz"
+
+
+def _eps_total(eps_ion: np.ndarray, eps_inf: np.ndarray | None) -> np.ndarray:
+    base = np.eye(3) if eps_inf is None else np.asarray(eps_inf, dtype=float)
+    return base + eps_ion
+
+
+def direction_vector(direction: str) -> np.ndarray:
+    """'x', '-y', ... → unit vector."""
+    sign = -1.0 if direction.startswith("-") else 1.0
+    axis = direction.lstrip("+-")
+    if axis not in AXES or len(axis) != 1:
+        raise BornfieldError(f"field direction must be one of ±x, ±y, ±z, got {direction!r}")
+    v = np.zeros(3)
+    v[AXES.index(axis)] = sign
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# static response
+
+
+def relax(atoms: Atoms, fmax: float = 1e-3, steps: int = 1000, relax_cell: bool = False) -> int:
+    """Relax ``atoms`` (calculator attached) in place with BFGS; returns the steps taken."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    target = FrechetCellFilter(atoms) if relax_cell else atoms
+    opt = BFGS(target, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    if not converged:
+        raise BornfieldError(f"relaxation did not reach fmax={fmax} eV/Å in {steps} steps")
+    return opt.get_number_of_steps()
+
+
+def static_response(
+    atoms: Atoms,
+    calc,
+    fields_V_per_m: Sequence[float] = (0.0, 2e7, 4e7, 6e7, 8e7, 1e8),
+    directions: Sequence[str] = ("x", "y", "z", "-x", "-y", "-z"),
+    fmax: float = 1e-3,
+    relax_cell: bool = False,
+    eps_inf: np.ndarray | None = None,
+    linear_fields: int = 2,
+    nonlinear_tolerance: float = 0.05,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """P(E) by relaxation in a field; ε_ion from the slope of the ``linear_fields`` smallest
+    nonzero fields along +x, +y, +z (averaged with −x, −y, −z where given).
+
+    ``calc`` is a :class:`~bornfield.calculators.FieldCalculator`; the zero-field relaxed
+    structure is its polarization reference, so P(0) = 0. Returns a JSON-ready dict.
+    """
+    fields = np.sort(np.asarray(fields_V_per_m, dtype=float))
+    if fields[0] != 0.0:
+        fields = np.concatenate([[0.0], fields])
+    base = atoms.copy()
+    base.calc = calc
+    calc.set_field(np.zeros(3))
+    calc.ref_scaled = None
+    n0 = relax(base, fmax, relax_cell=relax_cell)
+    calc.set_reference(base)
+    log(f"zero-field relaxation: {n0} steps")
+    curves: dict[str, list[list[float]]] = {}
+    for d in directions:
+        vec = direction_vector(d)
+        a = base.copy()
+        a.calc = calc
+        pol = []
+        for e in fields:
+            calc.set_field(vec * e / V_PER_A)
+            relax(a, fmax, relax_cell=relax_cell)
+            pol.append(calc.get_property("polarization", a).tolist())
+        curves[d] = pol
+        log(f"E along {d}: P at {fields[-1]:.3g} V/m = {np.round(pol[-1], 5)} C/m²")
+    calc.set_field(np.zeros(3))
+    # slope dP_α/dE_β through the origin over the smallest fields, ±E averaged
+    lin = slice(1, 1 + linear_fields)
+    slope = np.zeros((3, 3))
+    onset: dict[str, float | None] = {}
+    for b, axis in enumerate(AXES):
+        ests = []
+        for d in (axis, "-" + axis):
+            if d in curves:
+                sgn = -1.0 if d.startswith("-") else 1.0
+                p = np.asarray(curves[d])
+                ests.append(sgn * (p[lin] * fields[lin, None]).sum(0) / (fields[lin] ** 2).sum())
+        if ests:
+            slope[:, b] = np.mean(ests, axis=0)
+    for d, p in curves.items():
+        b, sgn = AXES.index(d.lstrip("+-")), (-1.0 if d.startswith("-") else 1.0)
+        lin_p = sgn * slope[b, b] * fields
+        dev = np.abs(np.asarray(p)[:, b] - lin_p) / np.maximum(np.abs(lin_p), 1e-30)
+        bad = [f for f, x in zip(fields[1:], dev[1:], strict=True) if x > nonlinear_tolerance]
+        onset[d] = float(bad[0]) if bad else None
+    eps_ion = slope / EPSILON_0_SI
+    return {
+        "fields_V_per_m": fields.tolist(),
+        "polarization_C_per_m2": curves,
+        "epsilon_ionic": eps_ion.tolist(),
+        "epsilon": _eps_total(eps_ion, eps_inf).tolist(),
+        "eps_inf": None if eps_inf is None else np.asarray(eps_inf).tolist(),
+        "linear_fit_fields_V_per_m": fields[lin].tolist(),
+        "nonlinear_onset_V_per_m": onset,
+        "nonlinear_tolerance": nonlinear_tolerance,
+        "relax_cell": relax_cell,
+        "fmax_eV_per_A": fmax,
+        "structure": base.get_chemical_formula(),
+        "volume_A3": base.get_volume(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# phonons
+
+
+def gamma_force_constants(atoms: Atoms, ff, displacement: float = 0.01):
+    """Γ-point phonopy object with force constants from ``ff`` (finite displacements in the cell).
+
+    Force constants from the unit cell alone are the Γ-point sums over periodic images, which is
+    all the Γ mode sum needs. Translational invariance is imposed by phonopy's symmetrization.
+    """
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    cell = PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(),
+        cell=atoms.cell[:],
+        scaled_positions=atoms.get_scaled_positions(),
+        masses=atoms.get_masses(),
+    )
+    ph = Phonopy(cell, supercell_matrix=np.eye(3, dtype=int), primitive_matrix=np.eye(3))
+    ph.generate_displacements(distance=displacement, is_plusminus=True)
+    forces = []
+    for sc in ph.supercells_with_displacements:
+        a = Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True)
+        a.calc = ff
+        forces.append(a.get_forces().copy())
+    ph.forces = np.asarray(forces)
+    ph.produce_force_constants()
+    ph.symmetrize_force_constants()
+    return ph
+
+
+def phonon_epsilon(
+    atoms: Atoms,
+    ff,
+    born_charges: np.ndarray,
+    displacement: float = 0.01,
+    eps_inf: np.ndarray | None = None,
+    acoustic_tolerance: float = 1e-3,
+) -> dict:
+    """Zero-T ionic ε from the Γ modes: ε_ion = e²/(ε0 Ω) Σ_m Z̃_m Z̃_mᵀ / ω_m².
+
+    Z̃_m,α = Σ_κβ Z_κ,αβ e_m,κβ / √M_κ is the mode effective charge. The three acoustic modes
+    (|ω²| < ``acoustic_tolerance`` eV/Å²/amu, or else the three smallest) and unstable modes
+    (ω² < 0) are left out of the sum; unstable modes are listed in the result.
+    """
+    z = np.asarray(born_charges, dtype=float)
+    if z.shape != (len(atoms), 3, 3):
+        raise BornfieldError(f"Born charges of shape {z.shape} for {len(atoms)} atoms")
+    ph = gamma_force_constants(atoms, ff, displacement)
+    dm = ph.get_dynamical_matrix_at_q([0, 0, 0])  # eV/Å²/amu
+    w2, vecs = np.linalg.eigh(0.5 * (dm + dm.conj().T).real)
+    masses = atoms.get_masses()
+    # mode effective charges: (3N modes, 3)
+    zt = np.einsum(
+        "kab,kbm->ma", z, (vecs / np.sqrt(np.repeat(masses, 3))[:, None]).reshape(len(atoms), 3, -1)
+    )
+    acoustic = np.argsort(np.abs(w2))[:3]
+    use = np.ones(len(w2), bool)
+    use[acoustic] = False
+    unstable = [float(x) for i, x in enumerate(w2) if use[i] and x < -acoustic_tolerance]
+    use &= w2 > acoustic_tolerance
+    contrib = (
+        MODE_SUM_FACTOR
+        / atoms.get_volume()
+        * np.einsum("ma,mb->mab", zt[use], zt[use])
+        / w2[use, None, None]
+    )
+    eps_ion = contrib.sum(0)
+    thz = np.sign(w2) * np.sqrt(np.abs(w2)) * 1e10 * np.sqrt(1.602176634e-19 / 1.66053906660e-27)
+    thz /= 2 * np.pi * 1e12
+    return {
+        "epsilon_ionic": eps_ion.tolist(),
+        "epsilon": _eps_total(eps_ion, eps_inf).tolist(),
+        "eps_inf": None if eps_inf is None else np.asarray(eps_inf).tolist(),
+        "frequencies_THz": thz.tolist(),
+        "mode_epsilon_trace": [float(np.trace(c)) for c in contrib],
+        "mode_frequencies_THz": thz[use].tolist(),
+        "unstable_modes_w2": unstable,
+        "displacement_A": displacement,
+        "volume_A3": atoms.get_volume(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# molecular dynamics
+
+
+def read_observables(path: str | Path, discard: float = 0.2) -> dict[str, np.ndarray]:
+    """Columns of an ``observables.csv`` (from :func:`bornfield.md.run.run_md`), with the first
+    ``discard`` fraction of rows dropped as equilibration."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "observables.csv"
+    if not path.exists():
+        raise BornfieldError(f"{path}: no observables (run the MD first)")
+    data = np.genfromtxt(path, delimiter=",", names=True)
+    if data.size < 8:
+        raise BornfieldError(f"{path}: only {data.size} rows, too few to average")
+    start = int(discard * data.size)
+    return {name: np.asarray(data[name][start:]) for name in data.dtype.names}
+
+
+def _pol(obs: dict[str, np.ndarray]) -> np.ndarray:
+    return np.stack([obs["Px_C_m2"], obs["Py_C_m2"], obs["Pz_C_m2"]], axis=1)
+
+
+def finite_field_epsilon(
+    zero: dict[str, np.ndarray],
+    runs: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]],
+    eps_inf: np.ndarray | None = None,
+    agree_sigma: float = 3.0,
+) -> dict:
+    """ε from ⟨P⟩ with field (``runs``: (E vector in V/Å, observables)) and without (``zero``).
+
+    Each run has E along one axis β and gives a column ε_ion[:, β] = ΔP/(ε0 E_β) with a block-
+    averaging error (combined with the zero-field one). Several runs per axis (±E, two field
+    strengths) are combined by inverse-variance weighting; ``linear`` says whether they agree
+    within ``agree_sigma`` standard errors, which is the linearity check.
+    """
+    p0, s0, b0 = block_average(_pol(zero))
+    per_axis: dict[int, list[dict]] = {0: [], 1: [], 2: []}
+    for e_vec, obs in runs:
+        e_vec = np.asarray(e_vec, dtype=float)
+        nz = np.flatnonzero(e_vec)
+        if len(nz) != 1:
+            raise BornfieldError(f"finite-field runs need E along one axis, got {e_vec}")
+        b = int(nz[0])
+        p, s, blk = block_average(_pol(obs))
+        e_si = e_vec[b] * V_PER_A
+        col = (p - p0) / (EPSILON_0_SI * e_si)
+        err = np.sqrt(s**2 + s0**2) / (EPSILON_0_SI * abs(e_si))
+        per_axis[b].append(
+            {
+                "field_V_per_m": e_si,
+                "column": col.tolist(),
+                "error": err.tolist(),
+                "block": blk,
+                "samples": len(obs["step"]),
+            }  # fmt: skip
+        )
+    eps_ion = np.full((3, 3), np.nan)
+    eps_err = np.full((3, 3), np.nan)
+    linear: dict[str, bool | None] = {}
+    for b, rows in per_axis.items():
+        if not rows:
+            continue
+        cols, errs = np.array([r["column"] for r in rows]), np.array([r["error"] for r in rows])
+        w = 1.0 / np.maximum(errs, 1e-300) ** 2
+        eps_ion[:, b] = (w * cols).sum(0) / w.sum(0)
+        eps_err[:, b] = 1.0 / np.sqrt(w.sum(0))
+        if len(rows) > 1:
+            dev = np.abs(cols[:, b] - eps_ion[b, b]) / np.sqrt(errs[:, b] ** 2 + eps_err[b, b] ** 2)
+            linear[AXES[b]] = bool((dev < agree_sigma).all())
+        else:
+            linear[AXES[b]] = None
+    return {
+        "epsilon_ionic": eps_ion.tolist(),
+        "epsilon_ionic_error": eps_err.tolist(),
+        "epsilon": _eps_total(eps_ion, eps_inf).tolist(),
+        "runs": {AXES[b]: rows for b, rows in per_axis.items() if rows},
+        "linear": linear,
+        "zero_field_P_C_per_m2": p0.tolist(),
+        "zero_field_block": b0,
+    }
+
+
+def fluctuation_epsilon(
+    obs: dict[str, np.ndarray],
+    temperature: float | None = None,
+    eps_inf: np.ndarray | None = None,
+    n_resamples: int = 200,
+) -> dict:
+    """ε = ε∞ + ⟨Ω⟩/(ε0 kB T) cov(P) from a zero-field run, with a block-bootstrap error.
+
+    T defaults to the thermostat target (mean of ``target_K``). Valid for the tin-foil boundary
+    conditions of periodic MD and for P that contains no free drift (Z* obeying the ASR).
+    """
+    pol = _pol(obs)
+    t = float(np.mean(obs["target_K"])) if temperature is None else float(temperature)
+    if t <= 0:
+        raise BornfieldError("fluctuation formula needs T > 0")
+    vol_m3 = float(np.mean(obs["volume_A3"])) * 1e-30
+    factor = vol_m3 / (EPSILON_0_SI * KB_EV * t * ELEMENTARY_CHARGE_C)
+
+    def cov(x: np.ndarray) -> np.ndarray:
+        return np.cov(x.T, ddof=1)
+
+    d = pol - pol.mean(0)
+    blk = block_size(np.einsum("ta,tb->tab", d, d).reshape(len(d), 9))  # correlation of PP
+    c, c_err = block_bootstrap(pol, cov, block=blk, n_resamples=n_resamples)
+    eps_ion = factor * c
+    return {
+        "epsilon_ionic": eps_ion.tolist(),
+        "epsilon_ionic_error": (factor * c_err).tolist(),
+        "epsilon": _eps_total(eps_ion, eps_inf).tolist(),
+        "temperature_K": t,
+        "block": blk,
+        "samples": len(pol),
+    }
+
+
+def compare(a: dict, b: dict, n_sigma: float = 2.0) -> dict:
+    """Where two ε estimates (each with ``epsilon_ionic_error``) agree within n_sigma."""
+    ea, eb = np.asarray(a["epsilon_ionic"]), np.asarray(b["epsilon_ionic"])
+    sa = np.asarray(a.get("epsilon_ionic_error", np.zeros((3, 3))))
+    sb = np.asarray(b.get("epsilon_ionic_error", np.zeros((3, 3))))
+    z = np.abs(ea - eb) / np.sqrt(sa**2 + sb**2 + 1e-300)
+    return {"n_sigma": z.tolist(), "agree": (z < n_sigma).tolist(), "threshold": n_sigma}

@@ -1,0 +1,83 @@
+"""The three routes to the ionic dielectric tensor agree on an exactly harmonic crystal with
+fixed, non-symmetric Born charges, where ε_ion = e²/(ε0 Ω) Z Φ⁺ Zᵀ is known in closed form."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from helpers import HarmonicCrystal, analytic_epsilon_ionic, cubic_catio3, random_born_charges
+
+from bornfield.analysis import dielectric as D
+from bornfield.calculators.field_calculator import FieldCalculator
+from bornfield.errors import BornfieldError
+from bornfield.label.generators import perturbed
+from bornfield.md.run import MDConfig, run_md
+
+
+@pytest.fixture(scope="module")
+def crystal():
+    atoms = perturbed(cubic_catio3(), 1, rattle=0.05, strain=0.03, seed=3)[0]
+    calc = HarmonicCrystal(atoms)
+    z = random_born_charges(len(atoms))
+    return atoms, calc, z, analytic_epsilon_ionic(atoms, calc.phi, z)
+
+
+def test_phonon_mode_sum_equals_closed_form(crystal):
+    atoms, calc, z, exact = crystal
+    res = D.phonon_epsilon(atoms, calc, z)
+    assert np.allclose(res["epsilon_ionic"], exact, rtol=1e-6, atol=1e-8)
+    assert res["unstable_modes_w2"] == []
+    # three acoustic modes near zero, the rest positive
+    w = np.sort(np.abs(res["frequencies_THz"]))
+    assert w[2] < 1e-3 < w[3]
+
+
+def test_static_relaxation_slope_equals_phonons(crystal):
+    atoms, calc, z, exact = crystal
+    fc = FieldCalculator(calc, z)
+    res = D.static_response(
+        atoms, fc, fields_V_per_m=(0, 1e7, 2e7, 1e8), fmax=1e-6, log=lambda s: None
+    )
+    assert np.allclose(res["epsilon_ionic"], exact, rtol=1e-3, atol=1e-3)
+    # P(E) is exactly linear here, and −E mirrors +E
+    assert all(v is None for v in res["nonlinear_onset_V_per_m"].values())
+    p = res["polarization_C_per_m2"]
+    assert np.allclose(p["x"], -np.asarray(p["-x"]), atol=1e-8)
+    assert np.allclose(res["epsilon"], np.eye(3) + np.asarray(res["epsilon_ionic"]))
+
+
+def test_finite_field_and_fluctuation_md_agree_with_phonons(tmp_path):
+    atoms = cubic_catio3().repeat(2)
+    calc = HarmonicCrystal(atoms)
+    z = np.tile(random_born_charges(5, seed=1), (8, 1, 1))
+    exact = analytic_epsilon_ionic(atoms, calc.phi, z)
+    cfg = MDConfig(temperature=100, ensemble="langevin", timestep=2.0, steps=4000, friction=0.02,
+                   log_interval=5, traj_interval=10**6, checkpoint_interval=10**6)  # fmt: skip
+    e = 0.02  # V/Å; independent seeds, so the errors are honest (a shared seed cancels noise)
+    obs = {}
+    for seed, (name, field) in enumerate(
+        [("0", (0, 0, 0)), ("x", (e, 0, 0)), ("y", (0, e, 0)), ("z", (0, 0, e)), ("-x", (-e, 0, 0))]
+    ):
+        run_md(atoms, FieldCalculator(calc, z, field=field), replace(cfg, seed=seed),
+               tmp_path / name, log=lambda s: None)  # fmt: skip
+        obs[name] = (np.asarray(field, float), D.read_observables(tmp_path / name))
+    ff = D.finite_field_epsilon(obs["0"][1], [obs[k] for k in ("x", "y", "z", "-x")])
+    fl = D.fluctuation_epsilon(obs["0"][1])
+    for res in (ff, fl):
+        dev = np.abs(np.asarray(res["epsilon_ionic"]) - exact)
+        err = np.asarray(res["epsilon_ionic_error"])
+        assert (err > 0).all() and (err < 0.2 * np.abs(exact).max()).all()
+        assert (np.diag(dev) < 3 * np.diag(err)).all(), (res["epsilon_ionic"], exact)
+        assert (dev < 4 * err).all()
+    assert ff["linear"]["x"] is True and ff["linear"]["y"] is None
+    cmp = D.compare(ff, fl, n_sigma=4)
+    assert np.all(cmp["agree"])
+    # a run with the field along two axes at once is refused
+    with pytest.raises(BornfieldError, match="one axis"):
+        D.finite_field_epsilon(obs["0"][1], [(np.array([e, e, 0]), obs["x"][1])])
+
+
+def test_direction_vector():
+    assert np.allclose(D.direction_vector("-y"), [0, -1, 0])
+    with pytest.raises(BornfieldError, match="±x"):
+        D.direction_vector("w")
