@@ -134,7 +134,7 @@ def main() -> None:
             "| mesh | Ca xx | Ti xx | O ∥ | O ⊥ | ε∞ xx | ΔZ* max vs 8×8×8 (e) | wall (s) |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for n, t in result["kmesh"].items():
+        for t in result["kmesh"].values():
             lines.append(
                 f"| {'×'.join(map(str, t['kmesh']))} | {t['Z_Ca_xx']:.3f} | {t['Z_Ti_xx']:.3f} | "
                 f"{t['Z_O_par']:.3f} | {t['Z_O_perp']:.3f} | {t['eps_inf_xx']:.3f} | "
