@@ -36,14 +36,15 @@ def pnma_catio3(scale: float = 1.0, amplitude: float = 1.0) -> Atoms:
 
     Sasaki, Prewitt, Bass & Schulze, Acta Cryst. C43, 1668 (1987), given in Pbnm and turned to
     the standard Pnma setting (x, y, z)_Pnma = (y, z, x)_Pbnm. ``scale`` multiplies the cell.
-    ``amplitude`` scales the distortion from the cubic aristotype (positions and the cell's
-    deviation from √2·a₀, 2·a₀, √2·a₀ at fixed volume): 1 is the experiment, 0 cubic Pm-3m.
+    ``amplitude`` η scales the distortion from the cubic aristotype: positions by η and the
+    cell's deviation from (√2·a₀, 2·a₀, √2·a₀) by η² (spontaneous strain is quadratic in the
+    tilt order parameter), at fixed volume: 1 is the experiment, 0 cubic Pm-3m.
     """
     from ase.spacegroup import crystal
 
     a0 = (np.prod(PNMA_CELL) / 4) ** (1 / 3)
     ideal = np.array([np.sqrt(2) * a0, 2 * a0, np.sqrt(2) * a0])
-    cell = ideal + amplitude * (np.asarray(PNMA_CELL) - ideal)
+    cell = ideal + amplitude**2 * (np.asarray(PNMA_CELL) - ideal)
     cell *= scale * (np.prod(PNMA_CELL) / np.prod(cell)) ** (1 / 3)
     basis = np.asarray(CUBIC_BASIS) + amplitude * (np.subtract(PNMA_BASIS, CUBIC_BASIS))
     return crystal(

@@ -1,0 +1,200 @@
+"""Structural phases from a heating run (Fig 4): pseudo-cubic lattice parameters, octahedral
+tilts, space groups of time-averaged windows, and a transition temperature with an error.
+
+Pseudo-cubic parameters divide each cell length by its ideal multiple of the perovskite
+parameter a₀ = (Ω / n_formula)^{1/3} (n, n√2 or n√3: Pnma 4×4×2 → 4√2, 8, 2√2). Tilts are
+read from the B–O–B bond angles, θ = (180° − ∠BOB)/2, grouped by pseudo-cubic axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.errors import BornfieldError
+
+TOLERANCES = (0.01, 0.05, 0.1, 0.2)
+
+
+def pseudocubic_multiples(atoms: Atoms, atoms_per_formula: int = 5) -> np.ndarray:
+    """Ideal multiples of a₀ (n, n√2, n√3) for each cell vector of a perovskite cell."""
+    nfu = len(atoms) / atoms_per_formula
+    a0 = (atoms.get_volume() / nfu) ** (1 / 3)
+    cands = np.array([n * r for n in range(1, 33) for r in (1.0, np.sqrt(2), np.sqrt(3))])
+    return np.array([cands[np.argmin(np.abs(cands - L / a0))] for L in atoms.cell.lengths()])
+
+
+def pseudocubic_lattice(lengths: np.ndarray, multiples: np.ndarray) -> np.ndarray:
+    """Cell lengths (…, 3) in Å → pseudo-cubic parameters (…, 3)."""
+    return np.asarray(lengths) / np.asarray(multiples)
+
+
+def time_average(frames: Sequence[Atoms]) -> Atoms:
+    """Mean cell and mean fractional positions (unwrapped against the first frame)."""
+    if not frames:
+        raise BornfieldError("no frames to average")
+    s0 = frames[0].get_scaled_positions(wrap=False)
+    ds = [f.get_scaled_positions(wrap=False) - s0 for f in frames]
+    mean_s = s0 + np.mean([d - np.round(d) for d in ds], axis=0)
+    out = frames[0].copy()
+    out.calc = None
+    out.set_cell(np.mean([f.cell[:] for f in frames], axis=0), scale_atoms=False)
+    out.set_scaled_positions(mean_s)
+    return out
+
+
+def space_group(atoms: Atoms, tolerances: Sequence[float] = TOLERANCES) -> dict[str, str]:
+    """spglib's international symbol (number) at each distance tolerance (Å)."""
+    import spglib
+
+    cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
+    return {f"{t:g}": str(spglib.get_spacegroup(cell, symprec=t)) for t in tolerances}
+
+
+def _bridges(atoms: Atoms, b_site: str, x_site: str, cutoff: float):
+    """(B–O–B angle in degrees, B→B unit vector) for every O bridging two B sites."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijD", atoms, cutoff)
+    sym = np.array(atoms.get_chemical_symbols())
+    keep = (sym[i] == x_site) & (sym[j] == b_site)
+    angles, dirs = [], []
+    for o in np.unique(i[keep]):
+        vecs = d[keep & (i == o)]  # O → B
+        if len(vecs) != 2:
+            continue
+        v1, v2 = vecs
+        cosang = v1 @ v2 / np.linalg.norm(v1) / np.linalg.norm(v2)
+        angles.append(np.degrees(np.arccos(np.clip(cosang, -1, 1))))
+        bb = v2 - v1
+        dirs.append(bb / np.linalg.norm(bb))
+    if not angles:
+        raise BornfieldError(f"no {b_site}–{x_site}–{b_site} bridges within {cutoff} Å")
+    return np.array(angles), np.array(dirs)
+
+
+def pseudocubic_axes(atoms: Atoms, b_site: str = "Ti", x_site: str = "O", cutoff: float = 2.6):
+    """The three B–B bond directions of a perovskite (unit vectors, one per row)."""
+    _, dirs = _bridges(atoms, b_site, x_site, cutoff)
+    axes: list[np.ndarray] = []
+    for v in dirs:
+        if all(abs(v @ a) < 0.8 for a in axes):
+            axes.append(v)
+        if len(axes) == 3:
+            break
+    if len(axes) != 3:
+        raise BornfieldError("could not find three pseudo-cubic B–B directions")
+    return np.array(axes)
+
+
+def tilt_angles(
+    atoms: Atoms,
+    axes: np.ndarray,
+    b_site: str = "Ti",
+    x_site: str = "O",
+    cutoff: float = 2.6,
+) -> np.ndarray:
+    """Mean (180° − ∠B–O–B)/2 in degrees along each of the three pseudo-cubic ``axes``."""
+    angles, dirs = _bridges(atoms, b_site, x_site, cutoff)
+    which = np.argmax(np.abs(dirs @ np.asarray(axes).T), axis=1)
+    tilt = (180.0 - angles) / 2
+    return np.array([tilt[which == k].mean() if (which == k).any() else np.nan for k in range(3)])
+
+
+def transition_temperature(
+    temperature: np.ndarray, order: np.ndarray, n_boot: int = 200, seed: int = 0
+) -> dict:
+    """Tc from a hinge fit of an order parameter against T, with a bootstrap error.
+
+    The model is two straight lines that meet at Tc (ordered phase below, disordered above);
+    Tc is scanned over the data range (10 % margins), the error comes from refitting with
+    resampled residuals. Returns {"Tc_K", "Tc_err_K", "slope_below", "slope_above"}.
+    """
+    t, y = np.asarray(temperature, float), np.asarray(order, float)
+    ok = np.isfinite(t) & np.isfinite(y)
+    t, y = t[ok], y[ok]
+    if len(t) < 8:
+        raise BornfieldError(f"transition temperature: only {len(t)} points")
+    lo, hi = np.quantile(t, [0.1, 0.9])
+    grid = np.linspace(lo, hi, 200)
+
+    def fit(yv: np.ndarray):
+        best = (np.inf, None, None)
+        for tc in grid:
+            x = np.stack([np.ones_like(t), np.minimum(t - tc, 0), np.maximum(t - tc, 0)], 1)
+            coef, *_ = np.linalg.lstsq(x, yv, rcond=None)
+            sse = float(((x @ coef - yv) ** 2).sum())
+            if sse < best[0]:
+                best = (sse, tc, coef)
+        return best
+
+    _, tc, coef = fit(y)
+    x = np.stack([np.ones_like(t), np.minimum(t - tc, 0), np.maximum(t - tc, 0)], 1)
+    resid = y - x @ coef
+    rng = np.random.default_rng(seed)
+    boots = [fit(x @ coef + rng.choice(resid, len(resid)))[1] for _ in range(n_boot)]
+    return {
+        "Tc_K": float(tc),
+        "Tc_err_K": float(np.std(boots, ddof=1)),
+        "slope_below": float(coef[1]),
+        "slope_above": float(coef[2]),
+    }
+
+
+def analyze_heating(
+    frames: Sequence[Atoms],
+    frame_temperatures: Sequence[float],
+    window: int = 5,
+    b_site: str = "Ti",
+    x_site: str = "O",
+    tolerances: Sequence[float] = TOLERANCES,
+) -> dict:
+    """Per window of ``window`` consecutive frames: mean T, pseudo-cubic a, b, c, tilts and the
+    space group of the time-averaged structure; the space-group sequence per tolerance; Tc from
+    a hinge fit of the mean squared tilt per frame (and, as a cross-check, of the pseudo-cubic
+    anisotropy max − min of a, b, c, which vanishes in the cubic phase)."""
+    if len(frames) != len(frame_temperatures):
+        raise BornfieldError("one temperature per frame needed")
+    if len(frames) < window:
+        raise BornfieldError(f"{len(frames)} frames, fewer than one window of {window}")
+    mult = pseudocubic_multiples(frames[0])
+    axes = pseudocubic_axes(frames[0], b_site, x_site)
+    temps = np.asarray(frame_temperatures, float)
+    lat = pseudocubic_lattice([f.cell.lengths() for f in frames], mult)
+    rows = []
+    for s in range(0, len(frames) - window + 1, window):
+        avg = time_average(frames[s : s + window])
+        rows.append(
+            {
+                "T_K": float(temps[s : s + window].mean()),
+                "pseudocubic_A": lat[s : s + window].mean(0).tolist(),
+                "tilt_deg": tilt_angles(avg, axes, b_site, x_site).tolist(),
+                "space_group": space_group(avg, tolerances),
+            }
+        )
+    anis = lat.max(1) - lat.min(1)
+    tilt_sq = np.array([np.mean(tilt_angles(f, axes, b_site, x_site) ** 2) for f in frames])
+    enough = len(frames) >= 8
+    sequence: dict[str, list] = {}
+    for tol in (f"{t:g}" for t in tolerances):
+        seq: list = []
+        for w in rows:
+            g = w["space_group"][tol]
+            if seq and seq[-1][0] == g:
+                seq[-1][2] = w["T_K"]
+            else:
+                seq.append([g, w["T_K"], w["T_K"]])
+        sequence[tol] = seq
+    return {
+        "multiples": mult.tolist(),
+        "frame_T_K": temps.tolist(),
+        "frame_pseudocubic_A": lat.tolist(),
+        "windows": rows,
+        "space_group_sequence": sequence,  # per tolerance: [group, first T, last T] runs
+        "frame_tilt_sq_deg2": tilt_sq.tolist(),
+        "transition": transition_temperature(temps, tilt_sq) if enough else None,
+        "order_parameter": "mean squared B–O–B tilt (deg²), ∝ (Tc − T) in Landau theory",
+        "transition_from_lattice": transition_temperature(temps, anis) if enough else None,
+    }

@@ -1,0 +1,65 @@
+"""The phase detector on a synthetic heating run with a planted Pnma → cubic transition."""
+
+import numpy as np
+import pytest
+
+from bornfield.analysis import phases as P
+from bornfield.errors import BornfieldError
+from bornfield.label.generators import pnma_catio3
+
+TC = 1250.0
+
+
+def synthetic_heating(n: int = 60, seed: int = 0):
+    """Frames whose distortion amplitude follows √(1 − T/Tc), with thermal rattle."""
+    rng = np.random.default_rng(seed)
+    temps = np.linspace(300, 1800, n)
+    frames = []
+    for t in temps:
+        a = pnma_catio3(amplitude=np.sqrt(max(0.0, 1 - t / TC))).repeat((2, 1, 2))
+        a.set_cell(a.cell[:] * (1 + rng.normal(0, 0.002, 3))[:, None], scale_atoms=True)
+        a.positions += rng.normal(0, 0.015, a.positions.shape)
+        frames.append(a)
+    return frames, temps
+
+
+def test_pnma_and_cubic_references():
+    pnma, cubic = pnma_catio3(), pnma_catio3(amplitude=0)
+    assert P.space_group(pnma)["0.01"] == "Pnma (62)"
+    assert P.space_group(cubic)["0.01"] == "Pm-3m (221)"
+    assert np.allclose(P.pseudocubic_multiples(pnma.repeat((4, 4, 2))), [4 * 2**0.5, 8, 2 * 2**0.5])
+    axes = P.pseudocubic_axes(pnma)
+    tilts = P.tilt_angles(pnma, axes)
+    assert np.all(tilts > 5) and np.all(tilts < 15)  # CaTiO3: Ti–O–Ti ≈ 156°, so θ ≈ 12°
+    assert np.allclose(P.tilt_angles(cubic, axes), 0, atol=1e-6)
+    lat = P.pseudocubic_lattice(cubic.cell.lengths(), P.pseudocubic_multiples(cubic))
+    assert np.ptp(lat) < 1e-9
+
+
+def test_detector_finds_planted_transition():
+    frames, temps = synthetic_heating()
+    res = P.analyze_heating(frames, temps, window=5)
+    tc = res["transition"]
+    assert abs(tc["Tc_K"] - TC) < max(3 * tc["Tc_err_K"], 80), tc
+    assert 1 < tc["Tc_err_K"] < 200
+    seq = res["space_group_sequence"]["0.1"]
+    assert seq[0][0] == "Pnma (62)" and seq[-1][0] == "Pm-3m (221)"
+    assert seq[0][2] < TC < seq[-1][1] + 130
+    groups = [(w["T_K"], w["space_group"]["0.05"]) for w in res["windows"]]
+    assert groups[0][1] == "Pnma (62)"
+    assert groups[-1][1] == "Pm-3m (221)"
+    below = [w["tilt_deg"] for w in res["windows"] if w["T_K"] < 600]
+    above = [w["tilt_deg"] for w in res["windows"] if w["T_K"] > 1400]
+    assert np.min(below) > 3 * np.max(above)
+
+
+def test_no_transition_in_noise_gives_wide_error():
+    rng = np.random.default_rng(1)
+    t = np.linspace(300, 1800, 60)
+    res = P.transition_temperature(t, rng.normal(0, 1, 60))
+    assert res["Tc_err_K"] > 100
+
+
+def test_bad_input():
+    with pytest.raises(BornfieldError, match="one temperature per frame"):
+        P.analyze_heating([pnma_catio3()], [300, 400])
