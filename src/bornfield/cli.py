@@ -332,6 +332,166 @@ def _cmd_md(args: argparse.Namespace) -> None:
           f"{summary['ns_per_day']:.3f} ns/day")  # fmt: skip
 
 
+def _load_structure(spec: str, supercell: str | None):
+    from bornfield.data import io
+    from bornfield.label.generators import cubic_perovskite, pnma_catio3
+
+    if spec == "pnma":
+        atoms = pnma_catio3()
+    elif spec.startswith("cubic:"):
+        atoms = cubic_perovskite(spec.split(":", 1)[1])
+    else:
+        atoms = io.read(spec, check=False)[-1]
+    if supercell:
+        try:
+            atoms = atoms.repeat([int(x) for x in supercell.split("x")])
+        except ValueError:
+            raise BornfieldError(f"--supercell must look like 2x2x2, got {supercell!r}") from None
+    return atoms
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise BornfieldError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_dielectric_static(args: argparse.Namespace) -> None:
+    from bornfield.analysis import dielectric as D
+    from bornfield.analysis.errors import write_json
+    from bornfield.calculators.field_calculator import FieldCalculator
+    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.force_field import check_elements, load_calculator
+    from bornfield.report.figures import fig3_polarization
+
+    atoms = _load_structure(args.structure, args.supercell)
+    ff = load_calculator(args.ff, dtype="float64")
+    check_elements(ff, atoms, args.structure)
+    model = load_model(args.bec)
+    eps_inf = None if args.eps_inf is None else np.eye(3) * args.eps_inf
+    calc = FieldCalculator(ff, model)
+    res = D.static_response(atoms, calc, _floats(args.fields, "--fields"),
+                            args.directions.split(","), fmax=args.fmax,
+                            relax_cell=args.relax_cell, eps_inf=eps_inf)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "static.json", res)
+    fig3_polarization(res, out / "fig3_polarization.png")
+    print("static ε_ion:\n", np.round(res["epsilon_ionic"], 3))
+    if args.phonons:
+        relaxed = atoms.copy()
+        relaxed.set_scaled_positions(calc.ref_scaled)
+        ph = D.phonon_epsilon(relaxed, ff, predict_bec(model, relaxed), eps_inf=eps_inf)
+        write_json(out / "phonon.json", ph)
+        print("phonon ε_ion:\n", np.round(ph["epsilon_ionic"], 3))
+    print(f"-> {out}")
+
+
+def _cmd_dielectric_md(args: argparse.Namespace) -> None:
+    import json
+
+    from bornfield.analysis import dielectric as D
+    from bornfield.analysis.errors import write_json
+
+    def field_of(run: str) -> np.ndarray:
+        cfg = Path(run) / "config.json"
+        if not cfg.exists():
+            raise BornfieldError(f"{cfg}: not an MD run directory")
+        f = json.loads(cfg.read_text()).get("field_V_per_A")
+        if f is None:
+            raise BornfieldError(f"{cfg}: run has no field recorded (not a field-MD run)")
+        return np.asarray(f)
+
+    eps_inf = None if args.eps_inf is None else np.eye(3) * args.eps_inf
+    zero = D.read_observables(args.zero, args.discard)
+    res = {"fluctuation": D.fluctuation_epsilon(zero, eps_inf=eps_inf)}
+    if args.runs:
+        runs = [(field_of(r), D.read_observables(r, args.discard)) for r in args.runs]
+        res["finite_field"] = D.finite_field_epsilon(zero, runs, eps_inf=eps_inf, paired=True)
+        res["agreement"] = D.compare(res["finite_field"], res["fluctuation"])
+        print("finite-field ε_ion:\n", np.round(res["finite_field"]["epsilon_ionic"], 3))
+        print("±", np.round(res["finite_field"]["epsilon_ionic_error"], 3))
+    print("fluctuation ε_ion:\n", np.round(res["fluctuation"]["epsilon_ionic"], 3))
+    print("±", np.round(res["fluctuation"]["epsilon_ionic_error"], 3))
+    if args.json:
+        write_json(args.json, res)
+
+
+def _cmd_phases(args: argparse.Namespace) -> None:
+    import json
+
+    from ase.io import read
+
+    from bornfield.analysis.errors import write_json
+    from bornfield.analysis.phases import analyze_heating
+    from bornfield.md.run import MDConfig
+    from bornfield.report.figures import fig4_phases
+
+    run = Path(args.run)
+    if not (run / "trajectory.xyz").exists():
+        raise BornfieldError(f"{run}: no trajectory.xyz (run `bornfield md` with a ramp first)")
+    meta = json.loads((run / "config.json").read_text())
+    meta.pop("field_V_per_A", None)
+    if meta.get("ramp"):
+        meta["ramp"] = tuple(meta["ramp"])
+    md = MDConfig(**meta)
+    frames = read(run / "trajectory.xyz", index=":")
+    temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
+    res = analyze_heating(frames, temps, window=args.window, b_site=args.b_site,
+                          x_site=args.x_site)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "phases.json", res)
+    fig4_phases(res, out / "fig4_phases.png")
+    tc = res["transition"]
+    if tc:
+        print(f"Tc = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (tilt order parameter)")
+    for g, a, b in res["space_group_sequence"].get("0.1", []):
+        print(f"{g}: {a:.0f}-{b:.0f} K")
+    print(f"-> {out}")
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from bornfield.config import load_config
+    from bornfield.pipeline import estimate_cost, run_pipeline, with_out
+
+    cfg = with_out(load_config(args.config, args.preset), args.out)
+    est = estimate_cost(cfg)
+    print(f"estimated MD cost: {est['md_steps']} steps of {est['atoms']} atoms, "
+          f"~{est['estimated_hours']:.2g} h on {cfg.sweep.workers} workers")  # fmt: skip
+    if args.estimate:
+        return
+    run_pipeline(cfg)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    import json
+
+    from ase.io import read
+
+    from bornfield.config import RunConfig, merge
+    from bornfield.report import write_report
+
+    out = Path(args.dir)
+    if not (out / "results.json").exists():
+        raise BornfieldError(f"{out}: no results.json (run `bornfield run` first)")
+    data = json.loads((out / "config.json").read_text())
+    base, outdir = data.pop("base_dir", ""), data.pop("out")
+    cfg = merge(RunConfig(base_dir=base, out=outdir), data)
+    results = json.loads((out / "results.json").read_text())
+    relaxed_path = out / "static" / "relaxed.xyz"
+    if relaxed_path.exists():
+        relaxed = read(relaxed_path)
+    else:
+        from bornfield.pipeline import build_structure
+
+        relaxed = build_structure(cfg)
+    path = write_report(cfg, out, results, Path(results["models"]["ff"]),
+                        Path(results["models"]["bec"]), relaxed)  # fmt: skip
+    print(f"-> {path}")
+
+
 def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     """Options shared by `evaluate ff` and `evaluate bec`."""
     q.add_argument("--data", required=True)
@@ -478,6 +638,48 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="cpu | cuda")
     q.add_argument("--out", required=True, help="run directory (the same command resumes)")
     q.set_defaults(func=_cmd_md)
+
+    di = sub.add_parser("dielectric", help="ionic dielectric tensor (static, phonons, MD)")
+    dsub2 = di.add_subparsers(dest="how", required=True)
+    q = dsub2.add_parser("static", help="P(E) by relaxation in a field; Γ phonon mode sum")
+    q.add_argument("--structure", required=True, help="file, 'pnma' or 'cubic:BaTiO3'")
+    q.add_argument("--supercell")
+    q.add_argument("--ff", required=True)
+    q.add_argument("--bec", required=True)
+    q.add_argument("--fields", default="0,2e7,4e7,6e7,8e7,1e8", help="V/m, comma-separated")
+    q.add_argument("--directions", default="x,y,z,-x,-y,-z")
+    q.add_argument("--fmax", type=float, default=1e-3, help="eV/Å")
+    q.add_argument("--relax-cell", action="store_true")
+    q.add_argument("--phonons", action="store_true", help="also the Γ mode sum (phonopy)")
+    q.add_argument("--eps-inf", type=float, help="electronic ε∞ to add (isotropic)")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=_cmd_dielectric_static)
+    q = dsub2.add_parser("md", help="ε from MD runs: finite field and zero-field fluctuations")
+    q.add_argument("--zero", required=True, help="zero-field run directory")
+    q.add_argument("runs", nargs="*", help="run directories with a field along one axis")
+    q.add_argument("--discard", type=float, default=0.2, help="equilibration fraction")
+    q.add_argument("--eps-inf", type=float)
+    q.add_argument("--json")
+    q.set_defaults(func=_cmd_dielectric_md)
+
+    q = sub.add_parser("phases", help="lattice, tilts, space groups and Tc of a heating run")
+    q.add_argument("--run", required=True, help="MD run directory (with a --ramp)")
+    q.add_argument("--window", type=int, default=5, help="frames per time-averaged window")
+    q.add_argument("--b-site", default="Ti")
+    q.add_argument("--x-site", default="O")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=_cmd_phases)
+
+    q = sub.add_parser("run", help="the whole pipeline from one TOML config, with a report")
+    q.add_argument("config", nargs="?", help="TOML file (default: the embedded demo)")
+    q.add_argument("--preset", default="default", help="default | paper")
+    q.add_argument("--out", help="output directory (overrides the config)")
+    q.add_argument("--estimate", action="store_true", help="print the estimated cost and stop")
+    q.set_defaults(func=_cmd_run)
+
+    q = sub.add_parser("report", help="redraw figures 1-5 and report.html of a run directory")
+    q.add_argument("dir")
+    q.set_defaults(func=_cmd_report)
 
     q = sub.add_parser("structures", help="generate structures to label")
     q.add_argument("kind", choices=["cubic", "pnma", "file"])

@@ -63,3 +63,15 @@ def test_no_transition_in_noise_gives_wide_error():
 def test_bad_input():
     with pytest.raises(BornfieldError, match="one temperature per frame"):
         P.analyze_heating([pnma_catio3()], [300, 400])
+
+
+def test_polar_order_parameter():
+    from bornfield.label.generators import cubic_perovskite
+
+    cubic = cubic_perovskite("BaTiO3").repeat(2)
+    assert np.allclose(P.polar_displacement(cubic), 0, atol=1e-9)
+    polar = cubic.copy()
+    polar.positions[np.array(polar.get_chemical_symbols()) == "Ti", 2] += 0.1
+    assert np.allclose(P.polar_displacement(polar), [0, 0, 0.1], atol=1e-9)
+    with pytest.raises(BornfieldError, match="order parameter"):
+        P.analyze_heating([polar] * 8, [300] * 8, order_parameter="spin")

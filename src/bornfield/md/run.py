@@ -187,7 +187,10 @@ def run_md(
         raise BornfieldError("empty structure: no atoms to simulate")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    meta = asdict(cfg)
+    if getattr(calc, "field", None) is not None:
+        meta["field_V_per_A"] = [float(x) for x in calc.field]
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
     atoms = atoms.copy()
     atoms.calc = calc
     if hasattr(calc, "set_reference") and getattr(calc, "ref_scaled", None) is None:

@@ -45,6 +45,10 @@ class FFPreset:
     forces_weight: float = 100.0
     stress_weight: float = 10.0
     valid_fraction: float = 0.1
+    #: MACE's second stage (stochastic weight averaging with energy weight 1000) starts at this
+    #: fraction of the epochs; it fixes the energy offset that force-dominated training leaves
+    swa_start_fraction: float = 0.75
+    ema_decay: float = 0.99  # exponential moving average of the weights (0: off)
 
 
 PRESETS: dict[str, FFPreset] = {
@@ -128,6 +132,14 @@ def train_ff(
                  "--stress_weight", str(cfg.stress_weight), "--compute_stress", "True"]  # fmt: skip
     else:
         args += ["--loss", "weighted"]
+    if cfg.swa_start_fraction > 0:
+        args += [
+            "--swa",
+            "--start_swa",
+            str(max(1, int(cfg.swa_start_fraction * cfg.max_num_epochs))),
+        ]
+    if cfg.ema_decay > 0:
+        args += ["--ema", "--ema_decay", str(cfg.ema_decay)]
     if valid is not None:
         write_mace_file(valid, work / "valid.xyz", with_stress)
         args += ["--valid_file", str(work / "valid.xyz")]
@@ -136,7 +148,9 @@ def train_ff(
     t0 = time.perf_counter()
     _run_mace_train(args, work / "train.log", log)
     wall = time.perf_counter() - t0
-    model = work / f"{MODEL_NAME}.model"
+    model = work / f"{MODEL_NAME}_stagetwo.model"  # the SWA stage, when it ran
+    if not model.exists():
+        model = work / f"{MODEL_NAME}.model"
     if not model.exists():
         raise BornfieldError(f"mace_run_train finished without {model}; see {work / 'train.log'}")
     final = out / "ff.model"

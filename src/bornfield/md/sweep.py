@@ -1,0 +1,128 @@
+"""Independent MD runs (temperatures × field directions) as tasks on Dask.
+
+A LocalCluster by default (``workers`` processes × ``threads_per_worker`` torch threads, so
+tasks do not fight over cores), an existing cluster by scheduler address, or ``serial`` to run
+in this process. Each task writes its own run directory and checkpoints, so a lost worker or a
+killed sweep only repeats the unfinished part of its own task when submitted again.
+
+SLURM: start a cluster with dask-jobqueue and pass its address, e.g.::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=4, processes=2, memory="16GB", walltime="24:00:00")
+    cluster.scale(jobs=8)
+    print(cluster.scheduler_address)   # -> [sweep] scheduler = "tcp://..."
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.md.run import MDConfig
+
+
+@dataclass(frozen=True)
+class MDTask:
+    """One MD run: structure, model files, field (V/Å), MD settings and its run directory."""
+
+    name: str
+    atoms: Atoms
+    ff: str
+    bec: str | None
+    field: tuple[float, float, float]
+    md: MDConfig
+    out: str
+    bec_interval: int = 1
+    device: str = "cpu"
+
+
+@functools.cache
+def _models(ff: str, bec: str | None, device: str):
+    from bornfield.models.bec import load_model
+    from bornfield.models.force_field import load_calculator
+
+    return load_calculator(ff, device=device), (load_model(bec, device=device) if bec else None)
+
+
+def run_task(task: MDTask, threads: int = 1) -> dict:
+    """Run (or resume) one task; returns its summary, or {"error": ...} if it failed."""
+    import torch
+
+    from bornfield.calculators.field_calculator import FieldCalculator
+    from bornfield.errors import BornfieldError
+    from bornfield.md.run import run_md
+
+    torch.set_num_threads(threads)
+    ff, bec = _models(task.ff, task.bec, task.device)
+    calc = ff
+    if bec is not None:
+        calc = FieldCalculator(ff, bec, np.asarray(task.field), bec_interval=task.bec_interval)
+    try:
+        summary = run_md(task.atoms, calc, task.md, task.out, log=lambda s: None)
+    except BornfieldError as exc:
+        return {"name": task.name, "out": task.out, "error": str(exc)}
+    return {"name": task.name, "out": task.out, **summary}
+
+
+def run_sweep(
+    tasks: Sequence[MDTask],
+    scheduler: str = "",
+    workers: int = 2,
+    threads_per_worker: int = 1,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run every task; returns their summaries in the order given."""
+    if not tasks:
+        return []
+    if scheduler == "serial":
+        results = []
+        for i, t in enumerate(tasks):
+            results.append(run_task(t, threads_per_worker))
+            log(f"[{i + 1}/{len(tasks)}] {t.name}: {_status(results[-1])}")
+        return results
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    env = {"OMP_NUM_THREADS": str(threads_per_worker), "MKL_NUM_THREADS": str(threads_per_worker)}
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env=env,
+            silence_logs=logging.WARNING,
+        )
+        client = Client(cluster)
+    try:
+        futures = [
+            client.submit(run_task, t, threads_per_worker, key=f"md-{i}-{t.name}", pure=False)
+            for i, t in enumerate(tasks)
+        ]
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[dict] = [{}] * len(tasks)
+        for n, fut in enumerate(as_completed(futures), 1):
+            i = index[fut.key]
+            results[i] = fut.result()
+            log(f"[{n}/{len(tasks)}] {tasks[i].name}: {_status(results[i])}")
+        return results
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _status(r: dict) -> str:
+    if "error" in r:
+        return f"failed: {r['error']}"
+    return f"{r['steps_done']} steps, {r['ms_per_step']:.1f} ms/step -> {Path(r['out'])}"

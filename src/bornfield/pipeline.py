@@ -1,0 +1,348 @@
+"""`bornfield run`: models → static response → MD sweeps → analysis → report, from one config.
+
+Each stage writes into the output directory and a stamp (a hash of its configuration and of
+the model files); a stage whose stamp matches and whose outputs exist is skipped. MD runs live
+in directories named by the hash of their settings and resume from their checkpoints, so a
+killed pipeline, rerun with the same command, continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.config import RunConfig
+from bornfield.errors import BornfieldError
+
+AXES = "xyz"
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if p.suffix in {".model", ".pt", ".json"}:
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+class Stage:
+    """Skip-if-up-to-date bookkeeping for one stage's outputs."""
+
+    def __init__(self, out: Path, name: str, key: dict, outputs: list[str]):
+        self.dir = out / name
+        self.stamp = self.dir / "stamp.json"
+        self.key = _hash(key)
+        self.outputs = [self.dir / o for o in outputs]
+
+    def fresh(self) -> bool:
+        if not self.stamp.exists() or not all(p.exists() for p in self.outputs):
+            return False
+        return json.loads(self.stamp.read_text()).get("key") == self.key
+
+    def done(self, wall: float) -> None:
+        self.stamp.write_text(json.dumps({"key": self.key, "wall_s": round(wall, 1)}))
+
+
+def build_structure(cfg: RunConfig) -> Atoms:
+    """The simulation cell named by [system]."""
+    from bornfield.label.generators import cubic_perovskite, pnma_catio3
+
+    s = cfg.system.structure
+    if s == "pnma":
+        atoms = pnma_catio3()
+    elif s.startswith("cubic:"):
+        atoms = cubic_perovskite(s.split(":", 1)[1])
+    else:
+        from bornfield.data import io
+
+        atoms = io.read(cfg.path(s), check=False)[-1]
+    return atoms.repeat(cfg.system.supercell)
+
+
+def resolve_models(cfg: RunConfig, out: Path, log: Callable[[str], None]) -> tuple[Path, Path]:
+    """Model paths; trains both from [models] train_data when they do not exist."""
+    ff, bec = cfg.path(cfg.models.ff), cfg.path(cfg.models.bec)
+    if ff.exists() and bec.exists():
+        return ff, bec
+    if not cfg.models.train_data:
+        missing = ff if not ff.exists() else bec
+        raise BornfieldError(f"model {missing} not found and no [models] train_data to train it")
+    data = cfg.path(cfg.models.train_data)
+    if not ff.exists():
+        from bornfield.models.force_field import train_ff
+
+        ff = out / "models" / "ff"
+        log(f"training the force field on {data} -> {ff}")
+        train_ff(data, ff, preset=cfg.models.ff_preset, log=log)
+    if not bec.exists():
+        from bornfield.models.bec_train import train_bec
+
+        bec = out / "models" / "bec"
+        log(f"training the Born-charge model on {data} -> {bec}")
+        train_bec(data, bec, log=log)
+    return ff, bec
+
+
+def _ff_file(ff: Path) -> Path:
+    if ff.is_dir():
+        for name in ("ff_float32.model", "ff.model"):
+            if (ff / name).exists():
+                return ff / name
+    return ff
+
+
+def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, dict | None, Atoms]:
+    from bornfield.analysis import dielectric as D
+    from bornfield.analysis.errors import write_json
+    from bornfield.calculators.field_calculator import FieldCalculator
+    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.force_field import load_calculator
+
+    st = cfg.static
+    stage = Stage(
+        out,
+        "static",
+        {
+            "static": asdict(st),
+            "system": asdict(cfg.system),
+            "ff": _file_hash(ff),
+            "bec": _file_hash(bec),
+        },
+        ["static.json", "relaxed.xyz"] + (["phonon.json"] if st.phonons else []),
+    )
+    from ase.io import read, write
+
+    if stage.fresh():
+        log("static: up to date")
+        res = json.loads((stage.dir / "static.json").read_text())
+        ph = json.loads((stage.dir / "phonon.json").read_text()) if st.phonons else None
+        return res, ph, read(stage.dir / "relaxed.xyz")
+    t0 = time.perf_counter()
+    stage.dir.mkdir(parents=True, exist_ok=True)
+    ffc = load_calculator(_ff_file(ff), dtype="float64")
+    model = load_model(bec)
+    eps_inf = None if cfg.models.eps_inf is None else np.eye(3) * cfg.models.eps_inf
+    calc = FieldCalculator(ffc, model)
+    res = D.static_response(
+        atoms,
+        calc,
+        st.fields_V_per_m,
+        st.directions,
+        fmax=st.fmax,
+        relax_cell=st.relax_cell,
+        eps_inf=eps_inf,
+        rattle=st.rattle,
+        log=log,
+    )
+    relaxed = atoms.copy()
+    relaxed.set_scaled_positions(calc.ref_scaled)
+    write(stage.dir / "relaxed.xyz", relaxed, format="extxyz")
+    write_json(stage.dir / "static.json", res)
+    ph = None
+    if st.phonons:
+        z = predict_bec(model, relaxed)
+        ph = D.phonon_epsilon(relaxed, ffc, z, eps_inf=eps_inf)
+        write_json(stage.dir / "phonon.json", ph)
+        log(
+            f"phonons: ε_ion diagonal {np.round(np.diag(ph['epsilon_ionic']), 2)}, "
+            f"static slope {np.round(np.diag(res['epsilon_ionic']), 2)}"
+        )
+    stage.done(time.perf_counter() - t0)
+    return res, ph, relaxed
+
+
+def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> list:
+    """Dielectric runs (each T: zero field + each direction) and the heating run."""
+    from bornfield.analysis.dielectric import V_PER_A, direction_vector
+    from bornfield.md.run import MDConfig
+    from bornfield.md.sweep import MDTask
+
+    tasks = []
+    d = cfg.dielectric
+    if d.enabled:
+        for t in d.temperatures:
+            # one seed per temperature: zero-field and field runs share their thermostat noise,
+            # so ⟨P⟩_E − ⟨P⟩_0 is estimated from paired series (common random numbers)
+            md = MDConfig(
+                temperature=t,
+                ensemble=d.ensemble,
+                timestep=d.timestep,
+                steps=d.steps,
+                seed=d.seed,
+                log_interval=d.log_interval,
+                traj_interval=d.steps,
+                checkpoint_interval=max(d.log_interval, 200),
+            )
+            for name in ("0", *d.directions):
+                e = np.zeros(3) if name == "0" else direction_vector(name) * d.field_V_per_m
+                field = tuple(float(x) for x in e / V_PER_A)
+                key = _hash({"md": asdict(md), "field": field, "bec_interval": d.bec_interval})
+                tasks.append(
+                    MDTask(
+                        f"T{t:g}_E{name}",
+                        start,
+                        str(_ff_file(ff)),
+                        str(bec),
+                        field,
+                        md,
+                        str(out / "md" / f"T{t:g}_E{name}_{key}"),
+                        d.bec_interval,
+                        cfg.models.device,
+                    )
+                )
+    p = cfg.phases
+    if p.enabled:
+        md = MDConfig(
+            ramp=(p.t_start, p.t_end, p.rate_K_per_ps),
+            temperature=p.t_start,
+            ensemble=p.ensemble,
+            timestep=p.timestep,
+            steps=p.steps,
+            seed=p.seed,
+            log_interval=10,
+            traj_interval=p.traj_interval,
+            checkpoint_interval=p.traj_interval * 5,
+        )
+        key = _hash({"md": asdict(md)})
+        tasks.append(
+            MDTask(
+                "heating",
+                start,
+                str(_ff_file(ff)),
+                str(bec),
+                (0.0, 0.0, 0.0),
+                md,
+                str(out / "md" / f"heating_{key}"),
+                10,
+                cfg.models.device,
+            )
+        )
+    return tasks
+
+
+def analyze_dielectric(cfg: RunConfig, tasks, results, out: Path) -> dict:
+    from bornfield.analysis import dielectric as D
+
+    d = cfg.dielectric
+    eps_inf = None if cfg.models.eps_inf is None else np.eye(3) * cfg.models.eps_inf
+    by_name = {t.name: (t, r) for t, r in zip(tasks, results, strict=True)}
+    table = {}
+    for t in d.temperatures:
+        zero = by_name.get(f"T{t:g}_E0")
+        if zero is None or "error" in zero[1]:
+            table[f"{t:g}"] = {"error": (zero or [None, {"error": "missing"}])[1]["error"]}
+            continue
+        z_obs = D.read_observables(zero[0].out, d.equilibration)
+        runs = []
+        for name in d.directions:
+            task, r = by_name[f"T{t:g}_E{name}"]
+            if "error" not in r:
+                runs.append((np.asarray(task.field), D.read_observables(task.out, d.equilibration)))
+        entry = {"fluctuation": D.fluctuation_epsilon(z_obs, eps_inf=eps_inf)}
+        if runs:
+            entry["finite_field"] = D.finite_field_epsilon(
+                z_obs, runs, eps_inf=eps_inf, paired=True
+            )
+            entry["agreement"] = D.compare(entry["finite_field"], entry["fluctuation"])
+        entry["mean_T_K"] = float(z_obs["temperature_K"].mean())
+        table[f"{t:g}"] = entry
+    return table
+
+
+def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
+    from ase.io import read
+
+    from bornfield.analysis.phases import analyze_heating
+    from bornfield.md.run import MDConfig
+
+    for t, r in zip(tasks, results, strict=True):
+        if t.name != "heating":
+            continue
+        if "error" in r:
+            return {"error": r["error"]}
+        frames = read(Path(t.out) / "trajectory.xyz", index=":")
+        md: MDConfig = t.md
+        temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
+        res = analyze_heating(
+            frames,
+            temps,
+            window=cfg.phases.window,
+            b_site=cfg.system.b_site,
+            x_site=cfg.system.x_site,
+            order_parameter=cfg.phases.order_parameter,
+        )
+        res["observables"] = str(Path(t.out) / "observables.csv")
+        return res
+    return None
+
+
+def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
+    """Run every enabled stage; returns the results that also go to ``results.json``."""
+    from bornfield.analysis.errors import write_json
+    from bornfield.md.sweep import run_sweep
+    from bornfield.report import write_report
+
+    out = Path(cfg.out) if Path(cfg.out).is_absolute() else Path(cfg.base_dir or ".") / cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    t0 = time.perf_counter()
+    ff, bec = resolve_models(cfg, out, log)
+    atoms = build_structure(cfg)
+    log(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms); ff {ff}; bec {bec} -> {out}")
+    static = phonon = None
+    start = atoms
+    if cfg.static.enabled:
+        static, phonon, start = run_static(cfg, atoms, ff, bec, out, log)
+    tasks = md_tasks(cfg, start, ff, bec, out)
+    log(f"MD sweep: {len(tasks)} runs on {cfg.sweep.scheduler or 'a local Dask cluster'}")
+    results = run_sweep(
+        tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
+    )
+    results_json = {
+        "system": {"formula": atoms.get_chemical_formula(), "atoms": len(atoms)},
+        "models": {
+            "ff": str(ff),
+            "bec": str(bec),
+            "ff_sha": _file_hash(ff),
+            "bec_sha": _file_hash(bec),
+        },
+        "static": static,
+        "phonon": phonon,
+        "dielectric": analyze_dielectric(cfg, tasks, results, out)
+        if cfg.dielectric.enabled
+        else None,
+        "phases": analyze_phases(cfg, tasks, results),
+        "md_runs": results,
+    }
+    write_json(out / "results.json", results_json)
+    write_report(cfg, out, results_json, ff=ff, bec=bec, relaxed=start, log=log)
+    log(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {out / 'report.html'}")
+    return results_json
+
+
+def estimate_cost(cfg: RunConfig, ms_per_atom_step: float = 0.35) -> dict:
+    """Rough wall time of the MD part (ms per atom-step measured for the `fast` models on 2
+    cores, field MD, see bench/results/fieldmd.md), divided over the sweep's workers."""
+    n = len(build_structure(cfg))
+    d, p = cfg.dielectric, cfg.phases
+    steps = (len(d.temperatures) * (1 + len(d.directions)) * d.steps if d.enabled else 0) + (
+        p.steps if p.enabled else 0
+    )
+    hours = steps * n * ms_per_atom_step / 1e3 / 3600 / max(cfg.sweep.workers, 1)
+    return {"atoms": n, "md_steps": steps, "estimated_hours": hours}
+
+
+def with_out(cfg: RunConfig, out: str | None) -> RunConfig:
+    return replace(cfg, out=out) if out else cfg

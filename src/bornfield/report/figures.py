@@ -1,0 +1,200 @@
+"""The paper's figures 1–5 as PNG files, each from plain data (results.json or model files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from bornfield.analysis.plotting import plt, save_png
+
+AXES = "xyz"
+
+
+def fig1_zstar_scans(
+    bec: Path,
+    structure: Atoms,
+    elements: Sequence[str],
+    amplitudes: Sequence[float],
+    path: Path,
+    dft_frames: Sequence[Atoms] | None = None,
+) -> dict:
+    """Z* diagonal of the displaced atom along z, one panel per element (Fig 1)."""
+    from bornfield.analysis.bec_errors import scan, scan_plot
+
+    syms = structure.get_chemical_symbols()
+    atoms_shown = [syms.index(e) for e in elements if e in syms]
+    if not atoms_shown:
+        raise ValueError(f"none of {elements} in {structure.get_chemical_formula()}")
+    data = {}
+    zs = []
+    for k in atoms_shown:
+        mine = [f for f in dft_frames or [] if str(f.info.get("scan", "")).startswith(f"atom {k} ")]
+        amps, z, dft = scan(bec, structure, k, "z", amplitudes, mine or None)
+        zs.append(z[:, k])
+        data[f"{syms[k]}{k}"] = {
+            "amplitudes_A": amps.tolist(),
+            "Z": z[:, k].tolist(),
+            "dft": None if dft is None else dft[0].tolist(),
+        }
+    # one panel per displaced atom: its own Z* vs its own displacement
+    z_all = np.zeros((len(amplitudes), len(atoms_shown), 3, 3))
+    for i, z in enumerate(zs):
+        z_all[:, i] = z
+    scan_plot(
+        np.asarray(amplitudes),
+        z_all,
+        path,
+        list(range(len(atoms_shown))),
+        [f"{syms[k]} (atom {k}) displaced along z" for k in atoms_shown],
+        title="Fig 1: Z* along single-atom displacements",
+    )
+    return data
+
+
+def fig2a_force_parity(ff: Path, data: Path, baselines: Sequence[str], path: Path) -> dict:
+    """Force parity of the model and foundation baselines on a labelled test set (Fig 2a)."""
+    from bornfield.analysis.errors import ff_metrics, force_parity_plot, predict
+    from bornfield.data import io
+    from bornfield.models.baselines import load_baseline
+    from bornfield.models.force_field import load_calculator
+
+    frames = io.read(data)
+    preds = {"bornfield MACE": predict(load_calculator(ff, dtype="float64"), frames)}
+    for b in baselines:
+        preds[b] = predict(load_baseline(b), frames)
+    force_parity_plot(frames, preds, path, title=f"Fig 2a: forces on {Path(data).name}")
+    return {name: ff_metrics(frames, p) for name, p in preds.items()}
+
+
+def softmode_frames(cell: Atoms, amplitudes: Sequence[float]) -> list[Atoms]:
+    """5-atom ABO3 with B and the three O displaced by u along [001] against A (Fig 2b)."""
+    out = []
+    for u in amplitudes:
+        a = cell.copy()
+        a.positions[1:, 2] += u
+        a.info["softmode_u"] = float(u)
+        out.append(a)
+    return out
+
+
+def fig2b_softmode(
+    ff: Path, cell: Atoms, amplitudes: Sequence[float], path: Path, dft: Sequence[Atoms] = ()
+) -> dict:
+    """Energy along the polar soft mode, model line over DFT points (Fig 2b)."""
+    from bornfield.models.force_field import load_calculator
+
+    calc = load_calculator(ff, dtype="float64")
+    e = []
+    for a in softmode_frames(cell, amplitudes):
+        a.calc = calc
+        e.append(a.get_potential_energy())
+    e = np.asarray(e) - e[int(np.argmin(np.abs(amplitudes)))]
+    fig, ax = plt.subplots(figsize=(4.4, 3.4))
+    ax.plot(amplitudes, 1e3 * e, "-o", ms=3, label="bornfield MACE")
+    out = {"amplitudes_A": list(map(float, amplitudes)), "model_meV": (1e3 * e).tolist()}
+    if dft:
+        u = np.array([f.info["softmode_u"] for f in dft])
+        ed = np.array([f.info["energy"] for f in dft])
+        ed -= ed[np.argmin(np.abs(u))]
+        ax.plot(u, 1e3 * ed, "ks", mfc="none", label="DFT")
+        out["dft_meV"] = (1e3 * ed).tolist()
+    ax.set(
+        xlabel="soft-mode amplitude u (Å)",
+        ylabel="E − E(0) (meV / cell)",
+        title=f"Fig 2b: {cell.get_chemical_formula()} polar mode",
+    )
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+    return out
+
+
+def fig3_polarization(static: dict, path: Path) -> None:
+    """P_β(E_β) from relaxation in the field, ±x, ±y, ±z (Fig 3)."""
+    e = np.asarray(static["fields_V_per_m"])
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for d, p in static["polarization_C_per_m2"].items():
+        b = AXES.index(d.lstrip("+-"))
+        sign = -1 if d.startswith("-") else 1
+        ax.plot(
+            sign * e / 1e6,
+            np.asarray(p)[:, b],
+            "-o",
+            ms=3,
+            color=f"C{b}",
+            label=f"E ∥ {d.lstrip('+')}" if sign > 0 else None,
+        )
+    eps = np.diag(static["epsilon_ionic"])
+    ax.set(
+        xlabel="E (MV/m)",
+        ylabel="P along E (C/m²)",
+        title="Fig 3: static P(E); ε_ion = " + ", ".join(f"{x:.1f}" for x in eps),
+    )
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def fig4_phases(phases: dict, path: Path) -> None:
+    """Pseudo-cubic lattice parameters and tilts vs T, space groups, Tc (Fig 4)."""
+    t = np.asarray(phases["frame_T_K"])
+    lat = np.asarray(phases["frame_pseudocubic_A"])
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(5.0, 5.6), sharex=True)
+    for k in range(3):
+        ax.plot(t, lat[:, k], ".", ms=3, color=f"C{k}", label=f"{'abc'[k]}_pc")
+    tc = phases.get("transition")
+    for a in (ax, ax2):
+        if tc:
+            a.axvspan(tc["Tc_K"] - tc["Tc_err_K"], tc["Tc_K"] + tc["Tc_err_K"], color="0.85")
+            a.axvline(tc["Tc_K"], color="k", lw=0.8)
+    ax.set(ylabel="pseudo-cubic a, b, c (Å)")
+    title = "Fig 4: lattice vs T"
+    if tc:
+        title += f"; Tc = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (from the lower panel)"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax2.plot(t, phases["frame_order_parameter"], ".", ms=3, color="C3")
+    ax2.set(xlabel="T (K)", ylabel=phases["order_parameter"])
+    seq = phases["space_group_sequence"].get("0.1", [])
+    for g, t0, t1 in seq:
+        ax2.annotate(
+            g.split(" ")[0], ((t0 + t1) / 2, ax2.get_ylim()[1] * 0.9), fontsize=7, ha="center"
+        )
+    save_png(fig, path)
+
+
+def fig5_epsilon(dielectric: dict, path: Path, zero_t: dict | None = None) -> None:
+    """Diagonal ionic ε vs T: finite field (filled), fluctuations (open), T = 0 (Fig 5)."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    temps = sorted((float(k), v) for k, v in dielectric.items() if "error" not in v)
+    for i in range(3):
+        c = f"C{i}"
+        ff = [(t, v["finite_field"]) for t, v in temps if "finite_field" in v]
+        if ff:
+            ax.errorbar(
+                [t for t, _ in ff],
+                [r["epsilon_ionic"][i][i] for _, r in ff],
+                [r["epsilon_ionic_error"][i][i] for _, r in ff],
+                fmt="o",
+                color=c,
+                capsize=2,
+                label=f"ε_{AXES[i]}{AXES[i]} finite field",
+            )
+        fl = [(t, v["fluctuation"]) for t, v in temps]
+        ax.errorbar(
+            [t + 8 for t, _ in fl],
+            [r["epsilon_ionic"][i][i] for _, r in fl],
+            [r["epsilon_ionic_error"][i][i] for _, r in fl],
+            fmt="s",
+            mfc="none",
+            color=c,
+            capsize=2,
+            label=f"ε_{AXES[i]}{AXES[i]} fluctuation",
+        )
+        if zero_t:
+            ax.plot([0], [zero_t["epsilon_ionic"][i][i]], "D", mfc="none", color=c, ms=7)
+    ax.set(xlabel="T (K)", ylabel="ionic ε", title="Fig 5: ε_ion(T); ◇ T = 0 (phonons)")
+    ax.legend(fontsize=6, ncol=2)
+    save_png(fig, path)

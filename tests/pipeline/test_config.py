@@ -1,0 +1,45 @@
+"""The typed pipeline configuration: presets, TOML overrides, and errors that name the problem."""
+
+import pytest
+from helpers import run_cli
+
+from bornfield.config import load_config
+from bornfield.errors import BornfieldError
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = load_config()
+    assert cfg.system.structure == "cubic:BaTiO3" and cfg.dielectric.field_V_per_m == 5e7
+    f = tmp_path / "c.toml"
+    f.write_text('out = "x"\n[dielectric]\ntemperatures = [200, 400]\nsteps = 10\n'
+                 '[system]\nsupercell = [1, 1, 2]\n')  # fmt: skip
+    cfg = load_config(f)
+    assert cfg.dielectric.temperatures == (200.0, 400.0) and cfg.dielectric.steps == 10
+    assert cfg.system.supercell == (1, 1, 2) and cfg.base_dir == str(tmp_path)
+    paper = load_config(None, "paper")
+    assert paper.system.structure == "pnma" and paper.phases.rate_K_per_ps == 1.0
+    assert paper.phases.steps == 750000  # 1500 K at 1 K/ps with 2 fs steps
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[dielectric]\nstep = 5\n", r"\[dielectric\]: unknown key\(s\) step"),
+        ("[dynamics]\nsteps = 5\n", "unknown config section 'dynamics'"),
+        ("[dielectric]\nsteps = 'many'\n", "steps: expected int"),
+        ("[dielectric\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, match):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(BornfieldError, match=match):
+        load_config(f)
+    r = run_cli("run", str(f))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(f) in r.stderr
+
+
+def test_paper_preset_prints_its_cost_first():
+    r = run_cli("run", "--preset", "paper", "--estimate")
+    assert r.returncode == 0, r.stderr
+    assert "640 atoms" in r.stdout and " h on 2 workers" in r.stdout
