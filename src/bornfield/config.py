@@ -90,10 +90,13 @@ class SweepConfig:
 @dataclass(frozen=True)
 class ReportConfig:
     scan_atoms: tuple[str, ...] = ("Ti", "O")  # Fig 1: first atom of each element, along z
-    scan_amplitudes: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05, 0.1)
+    scan_amplitudes: tuple[float, ...] = tuple(round(-0.1 + 0.02 * i, 2) for i in range(11))
     dft_scan: str = ""  # labelled scan (extxyz) drawn over the model curves
-    parity_data: str = ""  # labelled test set for Fig 2a
-    baselines: tuple[str, ...] = ()  # e.g. ("chgnet",)
+    # Fig 2a: a labelled test set (and which frames of it); the default is the held-out test
+    # split of the third-party BaTiO3 set that the shipped model was not trained on
+    parity_data: str = "../shared/data/batio3-allegro-pol/BaTiO3.xyz"
+    parity_indices: tuple[int, ...] = (4, 8, 16, 20, 27, 34, 42, 51, 52, 56)
+    baselines: tuple[str, ...] = ("chgnet",)
     softmode_data: str = ""  # DFT soft-mode energies for Fig 2b
     softmode_amplitudes: tuple[float, ...] = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
 
@@ -126,6 +129,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "system": {"structure": "pnma", "supercell": (4, 2, 4)},
         "models": {"ff": "models/catio3/ff", "bec": "models/catio3/bec"},
+        "report": {"parity_data": "data/catio3/catio3_5atom.xyz", "parity_indices": (),
+                   "scan_atoms": ("Ti", "Ca", "O")},
         "dielectric": {
             "temperatures": (300.0, 600.0, 900.0, 1200.0, 1500.0),
             "steps": 50000,

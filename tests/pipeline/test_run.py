@@ -39,6 +39,8 @@ traj_interval = 3
 window = 3
 [report]
 parity_data = "{parity}"
+parity_indices = []
+baselines = []
 """)
     r = run_cli("run", str(d / "c.toml"))
     assert r.returncode == 0, r.stderr[-3000:]

@@ -54,7 +54,9 @@ def fig1_zstar_scans(
     return data
 
 
-def fig2a_force_parity(ff: Path, data: Path, baselines: Sequence[str], path: Path) -> dict:
+def fig2a_force_parity(
+    ff: Path, data: Path, baselines: Sequence[str], path: Path, indices: Sequence[int] = ()
+) -> dict:
     """Force parity of the model and foundation baselines on a labelled test set (Fig 2a)."""
     from bornfield.analysis.errors import ff_metrics, force_parity_plot, predict
     from bornfield.data import io
@@ -62,10 +64,13 @@ def fig2a_force_parity(ff: Path, data: Path, baselines: Sequence[str], path: Pat
     from bornfield.models.force_field import load_calculator
 
     frames = io.read(data)
+    if indices:
+        frames = [frames[i] for i in indices]
     preds = {"bornfield MACE": predict(load_calculator(ff, dtype="float64"), frames)}
     for b in baselines:
         preds[b] = predict(load_baseline(b), frames)
-    force_parity_plot(frames, preds, path, title=f"Fig 2a: forces on {Path(data).name}")
+    what = f"{len(frames)} frames of {Path(data).name}"
+    force_parity_plot(frames, preds, path, title=f"Fig 2a: forces, {what}")
     return {name: ff_metrics(frames, p) for name, p in preds.items()}
 
 

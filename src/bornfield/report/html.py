@@ -80,7 +80,11 @@ def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: At
         if not rep.parity_data:
             raise FileNotFoundError("no [report] parity_data (a labelled test set) given")
         figdata["fig2a"] = F.fig2a_force_parity(
-            _ff_file(ff), cfg.path(rep.parity_data), rep.baselines, out / "fig2a_force_parity.png"
+            _ff_file(ff),
+            cfg.path(rep.parity_data),
+            rep.baselines,
+            out / "fig2a_force_parity.png",
+            rep.parity_indices,
         )
 
     def fig2b():
