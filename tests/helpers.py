@@ -111,3 +111,21 @@ def analytic_epsilon_ionic(atoms: Atoms, phi: np.ndarray, z: np.ndarray) -> np.n
 
     zf = z.transpose(1, 0, 2).reshape(3, -1)  # [α, 3κ+β]
     return MODE_SUM_FACTOR / atoms.get_volume() * zf @ np.linalg.pinv(phi, rcond=1e-8) @ zf.T
+
+
+TC = 1250.0
+
+
+def synthetic_heating(n: int = 60, seed: int = 0):
+    """Frames whose distortion amplitude follows √(1 − T/Tc), with thermal rattle."""
+    from bornfield.label.generators import pnma_catio3
+
+    rng = np.random.default_rng(seed)
+    temps = np.linspace(300, 1800, n)
+    frames = []
+    for t in temps:
+        a = pnma_catio3(amplitude=np.sqrt(max(0.0, 1 - t / TC))).repeat((2, 1, 2))
+        a.set_cell(a.cell[:] * (1 + rng.normal(0, 0.002, 3))[:, None], scale_atoms=True)
+        a.positions += rng.normal(0, 0.015, a.positions.shape)
+        frames.append(a)
+    return frames, temps

@@ -148,6 +148,8 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
     from bornfield.models.force_field import ff_preset, train_ff
 
     overrides = {"max_num_epochs": args.epochs} if args.epochs else {}
+    if args.cohesive_energy is not None:
+        overrides["cohesive_energy"] = args.cohesive_energy
     valid = None
     if args.valid:
         from bornfield.data import io
@@ -572,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--preset", default="fast", help="fast | accurate")
     q.add_argument("--epochs", type=int, help="override the preset's max epochs")
+    q.add_argument(
+        "--cohesive-energy",
+        type=float,
+        help="eV/atom between free atoms and the crystal in the E0s (default 6.3)",
+    )
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu")

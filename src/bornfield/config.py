@@ -129,8 +129,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "system": {"structure": "pnma", "supercell": (4, 2, 4)},
         "models": {"ff": "models/catio3/ff", "bec": "models/catio3/bec"},
-        "report": {"parity_data": "data/catio3/catio3_5atom.xyz", "parity_indices": (),
-                   "scan_atoms": ("Ti", "Ca", "O")},
+        "report": {
+            "parity_data": "data/catio3/catio3_5atom.xyz",
+            "parity_indices": (),
+            "scan_atoms": ("Ti", "Ca", "O"),
+        },
         "dielectric": {
             "temperatures": (300.0, 600.0, 900.0, 1200.0, 1500.0),
             "steps": 50000,

@@ -2,25 +2,11 @@
 
 import numpy as np
 import pytest
+from helpers import TC, synthetic_heating
 
 from bornfield.analysis import phases as P
 from bornfield.errors import BornfieldError
 from bornfield.label.generators import pnma_catio3
-
-TC = 1250.0
-
-
-def synthetic_heating(n: int = 60, seed: int = 0):
-    """Frames whose distortion amplitude follows √(1 − T/Tc), with thermal rattle."""
-    rng = np.random.default_rng(seed)
-    temps = np.linspace(300, 1800, n)
-    frames = []
-    for t in temps:
-        a = pnma_catio3(amplitude=np.sqrt(max(0.0, 1 - t / TC))).repeat((2, 1, 2))
-        a.set_cell(a.cell[:] * (1 + rng.normal(0, 0.002, 3))[:, None], scale_atoms=True)
-        a.positions += rng.normal(0, 0.015, a.positions.shape)
-        frames.append(a)
-    return frames, temps
 
 
 def test_pnma_and_cubic_references():

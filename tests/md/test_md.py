@@ -123,3 +123,11 @@ def test_ramp_moves_every_thermostat(tmp_path, ensemble):
         assert dyn.target_kinetic_energy == pytest.approx(0.5 * kt * dyn.ndof)
     else:
         assert dyn._thermostat._kT == pytest.approx(kt)
+
+
+def test_volume_runaway_stops_npt(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.3, cubic=True).repeat(2)  # 25 % below EMT's volume
+    cfg = MDConfig(ensemble="npt", temperature=300, steps=600, taup=100, log_interval=5,
+                   max_volume_change=0.15)  # fmt: skip
+    with pytest.raises(BornfieldError, match="cell volume runaway"):
+        run_md(atoms, EMT(), cfg, tmp_path, log=lambda m: None)

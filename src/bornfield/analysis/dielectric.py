@@ -250,6 +250,15 @@ def read_observables(path: str | Path, discard: float = 0.2) -> dict[str, np.nda
     return {name: np.asarray(data[name][start:]) for name in data.dtype.names}
 
 
+def _blocks(x: np.ndarray) -> tuple[int, bool]:
+    """Block length of 4 autocorrelation times, or len/4 when the run is shorter than 16 τ
+    (then ``short`` is True and the errors are lower bounds)."""
+    b = block_size(x)
+    if len(x) // b >= 4:
+        return b, False
+    return max(1, len(x) // 4), True
+
+
 def _pol(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([obs["Px_C_m2"], obs["Py_C_m2"], obs["Pz_C_m2"]], axis=1)
 
@@ -272,7 +281,8 @@ def finite_field_epsilon(
     sampling steps) are averaged as the difference series P_E(t) − P_0(t), whose error is
     the right one for such correlated pairs (and much smaller when the response is linear).
     """
-    p0, s0, b0 = block_average(_pol(zero))
+    b0, short0 = _blocks(_pol(zero))
+    p0, s0, _ = block_average(_pol(zero), b0)
     per_axis: dict[int, list[dict]] = {0: [], 1: [], 2: []}
     for e_vec, obs in runs:
         e_vec = np.asarray(e_vec, dtype=float)
@@ -283,9 +293,12 @@ def finite_field_epsilon(
         e_si = e_vec[b] * V_PER_A
         same = len(obs["step"]) == len(zero["step"]) and np.array_equal(obs["step"], zero["step"])
         if paired and same:
-            dp, err_dp, blk = block_average(_pol(obs) - _pol(zero))
+            blk, short = _blocks(_pol(obs) - _pol(zero))
+            dp, err_dp, _ = block_average(_pol(obs) - _pol(zero), blk)
         else:
-            p, s, blk = block_average(_pol(obs))
+            blk, short = _blocks(_pol(obs))
+            short = short or short0
+            p, s, _ = block_average(_pol(obs), blk)
             dp, err_dp = p - p0, np.sqrt(s**2 + s0**2)
         col = dp / (EPSILON_0_SI * e_si)
         err = err_dp / (EPSILON_0_SI * abs(e_si))
@@ -295,6 +308,7 @@ def finite_field_epsilon(
                 "column": col.tolist(),
                 "error": err.tolist(),
                 "block": blk,
+                "short_run": short,  # shorter than 16 autocorrelation times: error is a bound
                 "samples": len(obs["step"]),
                 "paired": bool(paired and same),
             }
@@ -351,7 +365,7 @@ def fluctuation_epsilon(
         return np.cov(x.T, ddof=1)
 
     d = pol - pol.mean(0)
-    blk = block_size(np.einsum("ta,tb->tab", d, d).reshape(len(d), 9))  # correlation of PP
+    blk, short = _blocks(np.einsum("ta,tb->tab", d, d).reshape(len(d), 9))  # PP correlation
     c, c_err = block_bootstrap(pol, cov, block=blk, n_resamples=n_resamples)
     eps_ion = factor * c
     return {
@@ -360,6 +374,7 @@ def fluctuation_epsilon(
         "epsilon": _eps_total(eps_ion, eps_inf).tolist(),
         "temperature_K": t,
         "block": blk,
+        "short_run": short,
         "samples": len(pol),
     }
 

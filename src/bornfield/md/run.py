@@ -51,6 +51,7 @@ class MDConfig:
     checkpoint_interval: int = 100
     max_force: float = 50.0  # eV/Å: larger forces stop the run as a blow-up
     min_distance: float = 0.6  # Å
+    max_volume_change: float = 0.5  # NpT: |V/V0 − 1| above this stops the run as a blow-up
 
     def target(self, step: int) -> float:
         if self.ramp is None:
@@ -110,10 +111,11 @@ def _state_of(obj) -> dict:
 
 
 def _save_checkpoint(
-    path: Path, atoms: Atoms, dyn, step: int, rng, calc, n_rows: int, n_frames: int
+    path: Path, atoms: Atoms, dyn, step: int, rng, calc, n_rows: int, n_frames: int, v0: float
 ):
     state = {
         "step": step,
+        "v0": v0,
         "positions": atoms.positions.copy(),
         "momenta": atoms.get_momenta(),
         "cell": atoms.cell[:].copy(),
@@ -203,9 +205,11 @@ def run_md(
         Stationary(atoms)
     dyn = _integrator(atoms, cfg, rng)
     n_rows = n_frames = 0
+    v0 = atoms.get_volume()
     if ckpt.exists():
         state = _restore(ckpt, atoms, dyn, rng, calc)
         step, n_rows, n_frames = state["step"], state["n_rows"], state["n_frames"]
+        v0 = state.get("v0", v0)
         _truncate(obs, n_rows + 1)
         _truncate_traj(traj, n_frames)
         log(f"resuming at step {step} from {ckpt}")
@@ -241,6 +245,12 @@ def run_md(
         t = atoms.get_temperature()
         if t > 5 * max(cfg.target(step), 300.0) + 1000:
             return f"temperature runaway ({t:.0f} K)"
+        dv = atoms.get_volume() / v0 - 1
+        if abs(dv) > cfg.max_volume_change:
+            return (
+                f"cell volume runaway ({100 * dv:+.0f} % from the start; is the force field "
+                "outside its training data?)"
+            )
         if len(atoms) > 1:
             from matscipy.neighbours import neighbour_list
 
@@ -267,7 +277,7 @@ def run_md(
             ase_write(out / "blowup.xyz", atoms, format="extxyz")
             break
         if step % cfg.checkpoint_interval == 0:
-            _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames)
+            _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames, v0)
         now = time.perf_counter()
         if now - last_report > 10 or step == cfg.steps:
             rate = (step - start) / (now - t0)
@@ -278,7 +288,7 @@ def run_md(
             last_report = now
     elapsed = time.perf_counter() - t0
     if reason == "finished" or reason == "stopped":
-        _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames)
+        _save_checkpoint(ckpt, atoms, dyn, step, rng, atoms.calc, n_rows, n_frames, v0)
     summary = {
         "steps_done": step,
         "steps_this_call": step - start,

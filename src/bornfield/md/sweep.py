@@ -95,6 +95,8 @@ def run_sweep(
         client = Client(scheduler)
     else:
         os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

@@ -49,6 +49,11 @@ class FFPreset:
     valid_fraction: float = 0.1
     #: MACE's second stage (stochastic weight averaging with energy weight 1000) starts at this
     #: fraction of the epochs; it fixes the energy offset that force-dominated training leaves
+    #: eV/atom added to the least-squares E0s, so that isolated atoms lie this far above the
+    #: crystal. Without it a single-composition set (every frame ABO3) puts the free atoms at the
+    #: crystal's mean energy: cohesion ~0.1 eV/atom, and NpT runs above ~300 K sublime. 6.3 eV
+    #: is the experimental atomization energy of BaTiO3 and CaTiO3 (31.7 eV per formula unit).
+    cohesive_energy: float = 6.3
     swa_start_fraction: float = 0.75
     ema_decay: float = 0.99  # exponential moving average of the weights (0: off)
 
@@ -91,6 +96,20 @@ def write_mace_file(frames: Sequence[Atoms], path: Path, with_stress: bool) -> N
     ase_write(path, out, format="extxyz")
 
 
+def reference_energies(frames: Sequence[Atoms], cohesive_energy: float = 0.0) -> dict[int, float]:
+    """Per-element E0s (eV): least-squares (minimum-norm) fit of the frame energies to the
+    element counts, plus ``cohesive_energy`` per atom (see :class:`FFPreset`)."""
+    from ase.data import atomic_numbers
+
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    counts = np.array([[a.get_chemical_symbols().count(e) for e in elements] for a in frames])
+    energies = np.array([float(a.info["energy"]) for a in frames])
+    e0, *_ = np.linalg.lstsq(counts.astype(float), energies, rcond=None)
+    return {
+        atomic_numbers[e]: float(v + cohesive_energy) for e, v in zip(elements, e0, strict=True)
+    }
+
+
 def train_ff(
     data: str | Path | Sequence[Atoms],
     out_dir: str | Path,
@@ -112,10 +131,11 @@ def train_ff(
     with_stress = all("stress" in a.info for a in frames)
     out = Path(out_dir)
     work = out / "mace"
+    e0s = reference_energies(frames, cfg.cohesive_energy)
     write_mace_file(frames, work / "train.xyz", with_stress)
     args = [
         "--name", MODEL_NAME, "--model", "MACE", "--train_file", str(work / "train.xyz"),
-        "--E0s", "average", "--energy_key", "REF_energy", "--forces_key", "REF_forces",
+        "--E0s", str(e0s), "--energy_key", "REF_energy", "--forces_key", "REF_forces",
         "--hidden_irreps", cfg.hidden_irreps, "--max_ell", str(cfg.max_ell),
         "--r_max", str(cfg.r_max), "--correlation", str(cfg.correlation),
         "--num_interactions", str(cfg.num_interactions),
@@ -130,9 +150,9 @@ def train_ff(
         "--results_dir", str(work / "results"), "--log_dir", str(work / "logs"),
     ]  # fmt: skip
     if with_stress:
-        args += ["--loss", "stress", "--stress_key", "REF_stress",
-                 "--stress_weight", str(cfg.stress_weight),
-                 "--swa_stress_weight", str(cfg.stress_weight), "--compute_stress", "True"]  # fmt: skip
+        w = str(cfg.stress_weight)
+        args += ["--loss", "stress", "--stress_key", "REF_stress", "--stress_weight", w,
+                 "--swa_stress_weight", w, "--compute_stress", "True"]  # fmt: skip
     else:
         args += ["--loss", "weighted"]
     if cfg.swa_start_fraction > 0:
@@ -166,6 +186,7 @@ def train_ff(
         "n_train_frames": len(frames),
         "elements": sorted({s for a in frames for s in a.get_chemical_symbols()}),
         "trained_on_stress": with_stress,
+        "E0s_eV": {str(k): v for k, v in e0s.items()},
         "wall_time_s": round(wall, 1),
         "epochs_run": _epochs_run(work / "train.log"),
         "mace_torch": _mace_version(),

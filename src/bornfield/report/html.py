@@ -199,6 +199,11 @@ def write_report(
             ffe, fl = v.get("finite_field"), v["fluctuation"]
             agree = np.asarray(v["agreement"]["agree"]) if "agreement" in v else None
             ff_cell = _matrix(ffe["epsilon_ionic"], ffe["epsilon_ionic_error"]) if ffe else "-"
+            short = fl.get("short_run") or any(
+                r.get("short_run") for rows in (ffe or {}).get("runs", {}).values() for r in rows
+            )
+            if short:
+                ff_cell += "<small>† runs shorter than 16 τ: errors are lower bounds</small>"
             parts.append(
                 f"<tr><td>{t}</td><td>{ff_cell}</td>"
                 f"<td>{_matrix(fl['epsilon_ionic'], fl['epsilon_ionic_error'])}</td>"
