@@ -382,8 +382,7 @@ def _cmd_dielectric_static(args: argparse.Namespace) -> None:
     fig3_polarization(res, out / "fig3_polarization.png")
     print("static ε_ion:\n", np.round(res["epsilon_ionic"], 3))
     if args.phonons:
-        relaxed = atoms.copy()
-        relaxed.set_scaled_positions(calc.ref_scaled)
+        relaxed = D.relaxed_structure(atoms, res)
         ph = D.phonon_epsilon(relaxed, ff, predict_bec(model, relaxed), eps_inf=eps_inf)
         write_json(out / "phonon.json", ph)
         print("phonon ε_ion:\n", np.round(ph["epsilon_ionic"], 3))

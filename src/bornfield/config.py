@@ -42,7 +42,8 @@ class StaticConfig:
     fields_V_per_m: tuple[float, ...] = (0.0, 2e7, 4e7, 6e7, 8e7, 1e8)
     directions: tuple[str, ...] = ("x", "y", "z", "-x", "-y", "-z")
     fmax: float = 2e-3  # eV/Å
-    relax_cell: bool = False
+    relax_cell: bool = False  # at every field (stress-free response, adds the piezo part)
+    relax_cell_at_zero: bool = True  # zero-field cell relaxation: MD starts at zero pressure
     phonons: bool = True  # zero-T ε from the Γ mode sum as well
     rattle: float = 0.03  # Å, before the zero-field relaxation: leaves saddles (cubic BaTiO3)
 
@@ -55,7 +56,7 @@ class DielectricConfig:
     directions: tuple[str, ...] = ("x", "y", "z")
     ensemble: str = "langevin"
     timestep: float = 2.0
-    steps: int = 2000
+    steps: int = 1500
     equilibration: float = 0.2  # fraction of each run discarded
     log_interval: int = 5
     bec_interval: int = 1
@@ -66,7 +67,7 @@ class DielectricConfig:
 class PhasesConfig:
     enabled: bool = True
     t_start: float = 100.0
-    t_end: float = 500.0
+    t_end: float = 400.0
     rate_K_per_ps: float = 100.0
     ensemble: str = "npt"
     timestep: float = 2.0

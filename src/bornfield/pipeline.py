@@ -142,12 +142,12 @@ def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, d
         st.directions,
         fmax=st.fmax,
         relax_cell=st.relax_cell,
+        relax_cell_at_zero=st.relax_cell_at_zero,
         eps_inf=eps_inf,
         rattle=st.rattle,
         log=log,
     )
-    relaxed = atoms.copy()
-    relaxed.set_scaled_positions(calc.ref_scaled)
+    relaxed = D.relaxed_structure(atoms, res)
     write(stage.dir / "relaxed.xyz", relaxed, format="extxyz")
     write_json(stage.dir / "static.json", res)
     ph = None

@@ -52,6 +52,15 @@ def direction_vector(direction: str) -> np.ndarray:
 # static response
 
 
+def relaxed_structure(atoms: Atoms, static: dict) -> Atoms:
+    """The zero-field minimum that :func:`static_response` relaxed ``atoms`` to."""
+    out = atoms.copy()
+    out.calc = None
+    out.set_cell(static["relaxed_cell_A"], scale_atoms=False)
+    out.set_scaled_positions(static["relaxed_scaled_positions"])
+    return out
+
+
 def relax(atoms: Atoms, fmax: float = 1e-3, steps: int = 1000, relax_cell: bool = False) -> int:
     """Relax ``atoms`` (calculator attached) in place with BFGS; returns the steps taken."""
     from ase.filters import FrechetCellFilter
@@ -74,6 +83,7 @@ def static_response(
     relax_cell: bool = False,
     eps_inf: np.ndarray | None = None,
     linear_fields: int = 2,
+    relax_cell_at_zero: bool = False,
     nonlinear_tolerance: float = 0.05,
     rattle: float = 0.0,
     log: Callable[[str], None] = print,
@@ -84,7 +94,10 @@ def static_response(
     ``calc`` is a :class:`~bornfield.calculators.FieldCalculator`; the zero-field relaxed
     structure is its polarization reference, so P(0) = 0. ``rattle`` (Å, seeded) displaces
     the atoms before that relaxation so that it leaves a saddle point such as cubic BaTiO3,
-    whose unstable polar modes would otherwise make the response diverge. Returns a dict.
+    whose unstable polar modes would otherwise make the response diverge.
+    ``relax_cell_at_zero`` relaxes the cell at zero field only (a zero-pressure start), the
+    field steps then being clamped-cell like the phonon route; ``relax_cell`` relaxes it at
+    every field (the stress-free response, which adds the piezoelectric part). Returns a dict.
     """
     fields = np.sort(np.asarray(fields_V_per_m, dtype=float))
     if fields[0] != 0.0:
@@ -95,7 +108,7 @@ def static_response(
     base.calc = calc
     calc.set_field(np.zeros(3))
     calc.ref_scaled = None
-    n0 = relax(base, fmax, relax_cell=relax_cell)
+    n0 = relax(base, fmax, relax_cell=relax_cell or relax_cell_at_zero)
     calc.set_reference(base)
     log(f"zero-field relaxation: {n0} steps")
     curves: dict[str, list[list[float]]] = {}
@@ -141,8 +154,11 @@ def static_response(
         "nonlinear_onset_V_per_m": onset,
         "nonlinear_tolerance": nonlinear_tolerance,
         "relax_cell": relax_cell,
+        "relax_cell_at_zero": relax_cell_at_zero or relax_cell,
         "fmax_eV_per_A": fmax,
         "structure": base.get_chemical_formula(),
+        "relaxed_cell_A": base.cell[:].tolist(),
+        "relaxed_scaled_positions": calc.ref_scaled.tolist(),
         "volume_A3": base.get_volume(),
     }
 
