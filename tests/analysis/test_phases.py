@@ -27,7 +27,7 @@ def test_detector_finds_planted_transition():
     res = P.analyze_heating(frames, temps, window=5)
     tc = res["transition"]
     assert abs(tc["Tc_K"] - TC) < max(3 * tc["Tc_err_K"], 80), tc
-    assert 1 < tc["Tc_err_K"] < 200
+    assert 1 < tc["Tc_err_K"] < 200 and tc["significant"]
     seq = res["space_group_sequence"]["0.1"]
     assert seq[0][0] == "Pnma (62)" and seq[-1][0] == "Pm-3m (221)"
     assert seq[0][2] < TC < seq[-1][1] + 130
@@ -43,7 +43,7 @@ def test_no_transition_in_noise_gives_wide_error():
     rng = np.random.default_rng(1)
     t = np.linspace(300, 1800, 60)
     res = P.transition_temperature(t, rng.normal(0, 1, 60))
-    assert res["Tc_err_K"] > 100
+    assert res["Tc_err_K"] > 100 and not res["significant"]
 
 
 def test_bad_input():

@@ -129,7 +129,8 @@ def transition_temperature(
 
     The model is two straight lines that meet at Tc (ordered phase below, disordered above);
     Tc is scanned over the data range (10 % margins), the error comes from refitting with
-    resampled residuals. Returns {"Tc_K", "Tc_err_K", "slope_below", "slope_above"}.
+    resampled residuals; ``significant`` says whether the kink beats a single straight line
+    (F-test, p < 1e-3): if not, no transition is resolved in the range.
     """
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -154,11 +155,21 @@ def transition_temperature(
     resid = y - x @ coef
     rng = np.random.default_rng(seed)
     boots = [fit(x @ coef + rng.choice(resid, len(resid)))[1] for _ in range(n_boot)]
+    # is a kink needed at all? F-test of the hinge (4 parameters) against one line (2)
+    from scipy.stats import f as f_dist
+
+    line = np.polyfit(t, y, 1)
+    sse1, sse2 = float(((np.polyval(line, t) - y) ** 2).sum()), float((resid**2).sum())
+    n = len(t)
+    f_stat = (sse1 - sse2) / 2 / max(sse2 / (n - 4), 1e-300)
+    p_value = float(f_dist.sf(f_stat, 2, n - 4))
     return {
         "Tc_K": float(tc),
         "Tc_err_K": float(np.std(boots, ddof=1)),
         "slope_below": float(coef[1]),
         "slope_above": float(coef[2]),
+        "p_value": p_value,
+        "significant": p_value < 1e-3,  # else: no transition resolved in this T range
     }
 
 

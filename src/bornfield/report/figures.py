@@ -150,6 +150,7 @@ def fig4_phases(phases: dict, path: Path) -> None:
     for k in range(3):
         ax.plot(t, lat[:, k], ".", ms=3, color=f"C{k}", label=f"{'abc'[k]}_pc")
     tc = phases.get("transition")
+    tc = tc if tc and tc.get("significant", True) else None
     for a in (ax, ax2):
         if tc:
             a.axvspan(tc["Tc_K"] - tc["Tc_err_K"], tc["Tc_K"] + tc["Tc_err_K"], color="0.85")
@@ -158,6 +159,8 @@ def fig4_phases(phases: dict, path: Path) -> None:
     title = "Fig 4: lattice vs T"
     if tc:
         title += f"; Tc = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (from the lower panel)"
+    else:
+        title += "; no transition resolved"
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax2.plot(t, phases["frame_order_parameter"], ".", ms=3, color="C3")

@@ -51,6 +51,14 @@ def _matrix(m, err=None) -> str:
     return "<table class='m'>" + "".join(rows) + "</table>"
 
 
+def _tc_text(what: str, tc: dict) -> str:
+    if not tc:
+        return f"{what}: no fit"
+    if not tc.get("significant", True):
+        return f"{what}: no transition resolved (kink p = {tc['p_value']:.2g})"
+    return f"Tc from {what} = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (p = {tc['p_value']:.1g})"
+
+
 def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: Atoms, log) -> dict:
     """Draw every figure whose inputs exist; returns {file: None or the reason it is missing}."""
     from bornfield.data import io
@@ -215,9 +223,8 @@ def write_report(
     if phs and "error" not in phs and phs.get("transition"):
         tc, tl = phs["transition"], phs.get("transition_from_lattice") or {}
         parts.append(
-            f"<h2>Phases</h2><p>Tc ({esc(phs['order_parameter'])}) = {tc['Tc_K']:.0f} ± "
-            f"{tc['Tc_err_K']:.0f} K; from the lattice anisotropy "
-            f"{tl.get('Tc_K', float('nan')):.0f} ± {tl.get('Tc_err_K', float('nan')):.0f} K."
+            f"<h2>Phases</h2><p>{_tc_text(phs['order_parameter'], tc)}; "
+            f"{_tc_text('lattice anisotropy', tl)}."
             "</p><p>Space groups of time-averaged windows (tolerance 0.1 Å): "
             + esc(
                 ", ".join(
