@@ -95,9 +95,12 @@ def resolve_models(cfg: RunConfig, out: Path, log: Callable[[str], None]) -> tup
     return ff, bec
 
 
-def _ff_file(ff: Path) -> Path:
+def ff_file(ff: Path, md: bool = True) -> Path:
+    """The model file in a force-field directory: float32 for MD, float64 for relaxations,
+    phonons and errors (the other one when only one exists)."""
     if ff.is_dir():
-        for name in ("ff_float32.model", "ff.model"):
+        names = ("ff_float32.model", "ff.model")
+        for name in names if md else names[::-1]:
             if (ff / name).exists():
                 return ff / name
     return ff
@@ -131,7 +134,7 @@ def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, d
         return res, ph, read(stage.dir / "relaxed.xyz")
     t0 = time.perf_counter()
     stage.dir.mkdir(parents=True, exist_ok=True)
-    ffc = load_calculator(_ff_file(ff), dtype="float64")
+    ffc = load_calculator(ff_file(ff, md=False), dtype="float64")
     model = load_model(bec)
     eps_inf = None if cfg.models.eps_inf is None else np.eye(3) * cfg.models.eps_inf
     calc = FieldCalculator(ffc, model)
@@ -170,6 +173,17 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
     from bornfield.md.sweep import MDTask
 
     tasks = []
+    # run directories are named by everything that determines the run: a changed model or start
+    # structure gives new directories instead of resuming a stale checkpoint
+    inputs = {
+        "ff": _file_hash(ff),
+        "bec": _file_hash(bec),
+        "start": np.round(
+            np.concatenate([start.positions.ravel(), start.cell[:].ravel()]), 6
+        ).tolist(),
+        "numbers": start.numbers.tolist(),
+        "device": cfg.models.device,
+    }
     d = cfg.dielectric
     if d.enabled:
         for t in d.temperatures:
@@ -188,12 +202,14 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
             for name in ("0", *d.directions):
                 e = np.zeros(3) if name == "0" else direction_vector(name) * d.field_V_per_m
                 field = tuple(float(x) for x in e / V_PER_A)
-                key = _hash({"md": asdict(md), "field": field, "bec_interval": d.bec_interval})
+                key = _hash(
+                    {"md": asdict(md), "field": field, "bec_interval": d.bec_interval, **inputs}
+                )
                 tasks.append(
                     MDTask(
                         f"T{t:g}_E{name}",
                         start,
-                        str(_ff_file(ff)),
+                        str(ff_file(ff)),
                         str(bec),
                         field,
                         md,
@@ -215,17 +231,17 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
             traj_interval=p.traj_interval,
             checkpoint_interval=p.traj_interval * 5,
         )
-        key = _hash({"md": asdict(md)})
+        key = _hash({"md": asdict(md), **inputs})
         tasks.append(
             MDTask(
                 "heating",
                 start,
-                str(_ff_file(ff)),
+                str(ff_file(ff)),
                 str(bec),
                 (0.0, 0.0, 0.0),
                 md,
                 str(out / "md" / f"heating_{key}"),
-                10,
+                10,  # zero field: Z* only feeds the polarization output, refreshed every 10 steps
                 cfg.models.device,
             )
         )

@@ -63,7 +63,7 @@ def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: At
     """Draw every figure whose inputs exist; returns {file: None or the reason it is missing}."""
     from bornfield.data import io
     from bornfield.label.generators import CUBIC_A, cubic_perovskite
-    from bornfield.pipeline import _ff_file
+    from bornfield.pipeline import ff_file
 
     status: dict[str, str | None] = {}
     figdata: dict = {}
@@ -88,7 +88,7 @@ def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: At
         if not rep.parity_data:
             raise FileNotFoundError("no [report] parity_data (a labelled test set) given")
         figdata["fig2a"] = F.fig2a_force_parity(
-            _ff_file(ff),
+            ff_file(ff, md=False),
             cfg.path(rep.parity_data),
             rep.baselines,
             out / "fig2a_force_parity.png",
@@ -109,7 +109,7 @@ def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: At
             raise ValueError(f"no cubic perovskite cell known for {relaxed.get_chemical_formula()}")
         dft = io.read(cfg.path(rep.softmode_data)) if rep.softmode_data else ()
         figdata["fig2b"] = F.fig2b_softmode(
-            _ff_file(ff),
+            ff_file(ff, md=False),
             cubic_perovskite(formula),
             rep.softmode_amplitudes,
             out / "fig2b_softmode.png",
