@@ -32,6 +32,9 @@ class ModelsConfig:
     bec: str = "models/batio3/bec"
     train_data: str = ""  # labelled extxyz: train both models here when the files are missing
     ff_preset: str = "fast"
+    ff_epochs: int = 0  # 0: the preset's
+    bec_epochs: int = 0  # 0: BECTrainConfig's
+    bec_channels: int = 16
     eps_inf: float | None = None  # electronic ε∞ (isotropic) added to the ionic part
     device: str = "cpu"
 

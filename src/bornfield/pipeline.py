@@ -72,26 +72,32 @@ def build_structure(cfg: RunConfig) -> Atoms:
 
 
 def resolve_models(cfg: RunConfig, out: Path, log: Callable[[str], None]) -> tuple[Path, Path]:
-    """Model paths; trains both from [models] train_data when they do not exist."""
-    ff, bec = cfg.path(cfg.models.ff), cfg.path(cfg.models.bec)
+    """Model paths. Missing ones are trained from [models] train_data into ``out/models``
+    (once: a finished model there is reused; an unfinished training resumes)."""
+    m = cfg.models
+    ff, bec = cfg.path(m.ff), cfg.path(m.bec)
     if ff.exists() and bec.exists():
         return ff, bec
-    if not cfg.models.train_data:
+    if not m.train_data:
         missing = ff if not ff.exists() else bec
         raise BornfieldError(f"model {missing} not found and no [models] train_data to train it")
-    data = cfg.path(cfg.models.train_data)
+    data = cfg.path(m.train_data)
     if not ff.exists():
-        from bornfield.models.force_field import train_ff
+        from bornfield.models.force_field import ff_preset, train_ff
 
         ff = out / "models" / "ff"
-        log(f"training the force field on {data} -> {ff}")
-        train_ff(data, ff, preset=cfg.models.ff_preset, log=log)
+        if not (ff / "card.json").exists():  # written when training ends
+            log(f"training the force field on {data} -> {ff}")
+            epochs = {"max_num_epochs": m.ff_epochs} if m.ff_epochs else {}
+            train_ff(data, ff, preset=ff_preset(m.ff_preset, **epochs), log=log)
     if not bec.exists():
-        from bornfield.models.bec_train import train_bec
+        from bornfield.models.bec_train import BECTrainConfig, train_bec
 
         bec = out / "models" / "bec"
-        log(f"training the Born-charge model on {data} -> {bec}")
-        train_bec(data, bec, log=log)
+        if not (bec / "card.json").exists():  # written when training ends
+            log(f"training the Born-charge model on {data} -> {bec}")
+            tcfg = BECTrainConfig(**({"max_epochs": m.bec_epochs} if m.bec_epochs else {}))
+            train_bec(data, bec, {"channels": m.bec_channels}, tcfg, log=log)
     return ff, bec
 
 
