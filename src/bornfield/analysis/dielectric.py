@@ -100,6 +100,10 @@ def static_response(
     every field (the stress-free response, which adds the piezoelectric part). Returns a dict.
     """
     fields = np.sort(np.asarray(fields_V_per_m, dtype=float))
+    if len(fields) == 0 or fields[0] < 0 or not np.isfinite(fields).all():
+        raise BornfieldError("fields must be magnitudes ≥ 0 V/m (the directions carry the sign)")
+    if len(fields[fields > 0]) < linear_fields:
+        raise BornfieldError(f"need at least {linear_fields} nonzero fields for the linear slope")
     if fields[0] != 0.0:
         fields = np.concatenate([[0.0], fields])
     base = atoms.copy()

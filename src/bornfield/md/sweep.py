@@ -115,7 +115,11 @@ def run_sweep(
         results: list[dict] = [{}] * len(tasks)
         for n, fut in enumerate(as_completed(futures), 1):
             i = index[fut.key]
-            results[i] = fut.result()
+            try:
+                results[i] = fut.result()
+            except Exception as exc:  # a crashed task or lost worker: the others go on
+                results[i] = {"name": tasks[i].name, "out": tasks[i].out,
+                              "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
             log(f"[{n}/{len(tasks)}] {tasks[i].name}: {_status(results[i])}")
         return results
     finally:
