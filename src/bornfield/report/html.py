@@ -54,9 +54,10 @@ def _matrix(m, err=None) -> str:
 def _tc_text(what: str, tc: dict) -> str:
     if not tc:
         return f"{what}: no fit"
+    p = f" (p = {tc['p_value']:.1g})" if "p_value" in tc else ""
     if not tc.get("significant", True):
-        return f"{what}: no transition resolved (kink p = {tc['p_value']:.2g})"
-    return f"Tc from {what} = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (p = {tc['p_value']:.1g})"
+        return f"{what}: no transition resolved{p}"
+    return f"Tc from {what} = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K{p}"
 
 
 def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: Atoms, log) -> dict:
