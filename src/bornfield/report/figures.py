@@ -74,12 +74,32 @@ def fig2a_force_parity(
     return {name: ff_metrics(frames, p) for name, p in preds.items()}
 
 
-def softmode_frames(cell: Atoms, amplitudes: Sequence[float]) -> list[Atoms]:
-    """5-atom ABO3 with B and the three O displaced by u along [001] against A (Fig 2b)."""
+def soft_mode_pattern(cell: Atoms, ff) -> np.ndarray:
+    """Displacement pattern (N×3, largest component 1) of the softest z-polarized optical Γ mode
+    of ``cell`` under ``ff`` (phonopy force constants), i.e. the polar soft mode."""
+    from bornfield.analysis.dielectric import gamma_force_constants
+
+    ph = gamma_force_constants(cell, ff)
+    dm = ph.get_dynamical_matrix_at_q([0, 0, 0]).real
+    dzz = 0.5 * (dm[2::3, 2::3] + dm[2::3, 2::3].T)  # z displacements only (cubic: decoupled)
+    w2, vecs = np.linalg.eigh(dzz)
+    disp = vecs.T / np.sqrt(cell.get_masses())[None, :]
+    for k in np.argsort(w2):
+        d = disp[k]
+        if np.ptp(d) > 0.1 * np.abs(d).max():  # not the rigid (acoustic) translation
+            d = d - np.average(d, weights=cell.get_masses())
+            pattern = np.zeros((len(cell), 3))
+            pattern[:, 2] = d / np.abs(d).max()
+            return pattern * np.sign(pattern[np.argmax(np.abs(d)), 2])
+    raise ValueError("no optical z mode found")
+
+
+def softmode_frames(cell: Atoms, amplitudes: Sequence[float], pattern: np.ndarray) -> list[Atoms]:
+    """Copies of ``cell`` displaced by u · pattern (Å) for each amplitude u (Fig 2b)."""
     out = []
     for u in amplitudes:
         a = cell.copy()
-        a.positions[1:, 2] += u
+        a.positions += u * pattern
         a.info["softmode_u"] = float(u)
         out.append(a)
     return out
@@ -88,29 +108,38 @@ def softmode_frames(cell: Atoms, amplitudes: Sequence[float]) -> list[Atoms]:
 def fig2b_softmode(
     ff: Path, cell: Atoms, amplitudes: Sequence[float], path: Path, dft: Sequence[Atoms] = ()
 ) -> dict:
-    """Energy along the polar soft mode, model line over DFT points (Fig 2b)."""
+    """Energy along the polar soft mode of the cubic cell, model line over DFT points (Fig 2b).
+
+    The mode is the model's softest z-polarized Γ mode; DFT frames carry their amplitude in
+    ``info["softmode_u"]`` (made with :func:`softmode_frames` and the same pattern).
+    """
     from bornfield.models.force_field import load_calculator
 
     calc = load_calculator(ff, dtype="float64")
+    pattern = soft_mode_pattern(cell, calc)
     e = []
-    for a in softmode_frames(cell, amplitudes):
+    for a in softmode_frames(cell, amplitudes, pattern):
         a.calc = calc
         e.append(a.get_potential_energy())
     e = np.asarray(e) - e[int(np.argmin(np.abs(amplitudes)))]
     fig, ax = plt.subplots(figsize=(4.4, 3.4))
     ax.plot(amplitudes, 1e3 * e, "-o", ms=3, label="bornfield MACE")
-    out = {"amplitudes_A": list(map(float, amplitudes)), "model_meV": (1e3 * e).tolist()}
+    out = {
+        "amplitudes_A": list(map(float, amplitudes)),
+        "model_meV": (1e3 * e).tolist(),
+        "pattern": pattern.tolist(),
+    }
     if dft:
         u = np.array([f.info["softmode_u"] for f in dft])
         ed = np.array([f.info["energy"] for f in dft])
         ed -= ed[np.argmin(np.abs(u))]
         ax.plot(u, 1e3 * ed, "ks", mfc="none", label="DFT")
         out["dft_meV"] = (1e3 * ed).tolist()
-    ax.set(
-        xlabel="soft-mode amplitude u (Å)",
-        ylabel="E − E(0) (meV / cell)",
-        title=f"Fig 2b: {cell.get_chemical_formula()} polar mode",
-    )
+    syms = cell.get_chemical_symbols()
+    desc = ", ".join(f"{s} {pattern[i, 2]:+.2f}" for i, s in enumerate(syms))
+    ax.set(xlabel="soft-mode amplitude u (Å, largest displacement)",
+           ylabel="E − E(0) (meV / cell)")  # fmt: skip
+    ax.set_title(f"Fig 2b: polar soft mode (z: {desc})", fontsize=8)
     ax.legend(fontsize=8)
     save_png(fig, path)
     return out
