@@ -375,7 +375,9 @@ def _cmd_dielectric_static(args: argparse.Namespace) -> None:
     calc = FieldCalculator(ff, model)
     res = D.static_response(atoms, calc, _floats(args.fields, "--fields"),
                             args.directions.split(","), fmax=args.fmax,
-                            relax_cell=args.relax_cell, eps_inf=eps_inf)  # fmt: skip
+                            relax_cell=args.relax_cell, eps_inf=eps_inf,
+                            relax_cell_at_zero=args.relax_cell_at_zero,
+                            rattle=args.rattle)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "static.json", res)
@@ -655,7 +657,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fields", default="0,2e7,4e7,6e7,8e7,1e8", help="V/m, comma-separated")
     q.add_argument("--directions", default="x,y,z,-x,-y,-z")
     q.add_argument("--fmax", type=float, default=1e-3, help="eV/Å")
-    q.add_argument("--relax-cell", action="store_true")
+    q.add_argument("--relax-cell", action="store_true", help="at every field (stress-free)")
+    q.add_argument(
+        "--relax-cell-at-zero",
+        action="store_true",
+        help="relax the cell at zero field only (zero-pressure start)",
+    )
+    q.add_argument(
+        "--rattle",
+        type=float,
+        default=0.0,
+        help="Å of seeded noise before the zero-field relaxation (leaves saddles)",
+    )
     q.add_argument("--phonons", action="store_true", help="also the Γ mode sum (phonopy)")
     q.add_argument("--eps-inf", type=float, help="electronic ε∞ to add (isotropic)")
     q.add_argument("--out", required=True)

@@ -35,6 +35,14 @@ def test_dielectric_static_cli_with_shipped_models(tmp_path):
     p = np.asarray(st["polarization_C_per_m2"]["z"])[:, 2]
     q = np.asarray(st["polarization_C_per_m2"]["-z"])[:, 2]
     assert p[0] == 0 and p[-1] > 0 and q[-1] < 0
+    # off the saddle (rattled, cell relaxed at zero field) the ground state is stable
+    r = run_cli("dielectric", "static", "--structure", "cubic:BaTiO3", "--supercell", "1x1x1",
+                "--ff", str(FF), "--bec", str(BEC), "--fields", "0,1e7,2e7", "--directions",
+                "z", "--rattle", "0.03", "--relax-cell-at-zero", "--phonons",
+                "--out", str(tmp_path / "r"))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = json.loads((tmp_path / "r" / "static.json").read_text())
+    assert st["relax_cell_at_zero"] and not st["relax_cell"]
 
 
 def test_dielectric_md_cli(tmp_path):
