@@ -282,18 +282,10 @@ def _vector(text: str, what: str) -> tuple[float, float, float]:
 
 
 def _cmd_md(args: argparse.Namespace) -> None:
-    from bornfield.data import io
     from bornfield.md.run import MDConfig, run_md
     from bornfield.models.force_field import check_elements, load_calculator
 
-    if args.structure == "pnma":
-        from bornfield.label.generators import pnma_catio3
-
-        atoms = pnma_catio3()
-    else:
-        atoms = io.read(args.structure, check=True)[-1]
-    if args.supercell:
-        atoms = atoms.repeat([int(x) for x in args.supercell.split("x")])
+    atoms = _load_structure(args.structure, args.supercell, check=True)
     field = _vector(args.field, "--field") if args.field else (0.0, 0.0, 0.0)
     ramp = None
     if args.ramp:
@@ -334,16 +326,10 @@ def _cmd_md(args: argparse.Namespace) -> None:
           f"{summary['ns_per_day']:.3f} ns/day")  # fmt: skip
 
 
-def _load_structure(spec: str, supercell: str | None):
-    from bornfield.data import io
-    from bornfield.label.generators import cubic_perovskite, pnma_catio3
+def _load_structure(spec: str, supercell: str | None, check: bool = False):
+    from bornfield.label.generators import named_structure
 
-    if spec == "pnma":
-        atoms = pnma_catio3()
-    elif spec.startswith("cubic:"):
-        atoms = cubic_perovskite(spec.split(":", 1)[1])
-    else:
-        atoms = io.read(spec, check=False)[-1]
+    atoms = named_structure(spec, check=check)
     if supercell:
         try:
             atoms = atoms.repeat([int(x) for x in supercell.split("x")])

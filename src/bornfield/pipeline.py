@@ -57,18 +57,11 @@ class Stage:
 
 def build_structure(cfg: RunConfig) -> Atoms:
     """The simulation cell named by [system]."""
-    from bornfield.label.generators import cubic_perovskite, pnma_catio3
+    from bornfield.label.generators import named_structure
 
     s = cfg.system.structure
-    if s == "pnma":
-        atoms = pnma_catio3()
-    elif s.startswith("cubic:"):
-        atoms = cubic_perovskite(s.split(":", 1)[1])
-    else:
-        from bornfield.data import io
-
-        atoms = io.read(cfg.path(s), check=False)[-1]
-    return atoms.repeat(cfg.system.supercell)
+    spec = s if s == "pnma" or s.startswith("cubic:") else str(cfg.path(s))
+    return named_structure(spec).repeat(cfg.system.supercell)
 
 
 def resolve_models(cfg: RunConfig, out: Path, log: Callable[[str], None]) -> tuple[Path, Path]:

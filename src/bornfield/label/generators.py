@@ -56,6 +56,17 @@ def pnma_catio3(scale: float = 1.0, amplitude: float = 1.0) -> Atoms:
     )
 
 
+def named_structure(spec: str, check: bool = False) -> Atoms:
+    """``"pnma"`` (CaTiO3), ``"cubic:<ABO3>"`` or the last frame of a structure file."""
+    if spec == "pnma":
+        return pnma_catio3()
+    if spec.startswith("cubic:"):
+        return cubic_perovskite(spec.split(":", 1)[1])
+    from bornfield.data import io
+
+    return io.read(spec, check=check)[-1]
+
+
 def perturbed(
     atoms: Atoms, n: int, rattle: float = 0.05, strain: float = 0.02, seed: int = 0
 ) -> list[Atoms]:
