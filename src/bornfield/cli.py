@@ -133,7 +133,25 @@ def _cmd_structures(args: argparse.Namespace) -> None:
         base = io.read(args.structure)[-1]
     if args.supercell:
         base = base.repeat([int(x) for x in args.supercell.split("x")])
-    if args.atom is not None:
+    if args.md:
+        from bornfield.label import snapshots
+
+        if not args.n:
+            raise BornfieldError("--md needs -n (snapshots per temperature)")
+        temps = [float(t) for t in args.temperatures.split(",")]
+        calc = snapshots.load_md_calculator(args.md)
+        frames = snapshots.md_snapshots(
+            base,
+            calc,
+            temps,
+            args.n,
+            interval=args.interval,
+            seed=args.seed,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+        if args.sparsify:
+            frames = snapshots.sparsify(frames, args.sparsify, seed=args.seed)
+    elif args.atom is not None:
         amps = [float(x) for x in args.amplitudes.split(",")]
         frames = g.displacement_scan(base, args.atom, args.direction, amps)
     elif args.n:
@@ -700,6 +718,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--atom", type=int, help="single-atom scan: atom index")
     q.add_argument("--direction", default="z")
     q.add_argument("--amplitudes", default="-0.1,-0.05,0.05,0.1", help="Å, comma-separated")
+    q.add_argument(
+        "--md",
+        metavar="CALC",
+        help="thermal snapshots from Langevin MD with chgnet, mace-mp:PATH or a .model file "
+        "(-n per temperature)",
+    )
+    q.add_argument("--temperatures", default="300,900,1500", help="with --md: K, comma-separated")
+    q.add_argument("--interval", type=int, default=20, help="with --md: steps between snapshots")
+    q.add_argument("--equilibration", type=int, default=200, help="with --md: steps")
+    q.add_argument("--sparsify", type=int, help="with --md: keep N by farthest-point sampling")
     q.set_defaults(func=_cmd_structures)
     return p
 

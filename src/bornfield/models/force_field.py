@@ -237,15 +237,16 @@ def export_float32(model_path: Path, out_path: Path) -> None:
 
 
 def load_calculator(model_path: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """mace-torch's ASE calculator for a bornfield model file."""
+    """A lean ASE calculator (:class:`~bornfield.models.mace_calculator.MACEForceField`) for a
+    bornfield model file or directory; results equal mace-torch's ``MACECalculator``."""
     path = Path(model_path)
     if path.is_dir():
         path = path / ("ff_float32.model" if dtype == "float32" else "ff.model")
     if not path.is_file():
         raise BornfieldError(f"{path}: no such model file")
-    from mace.calculators import MACECalculator
+    from bornfield.models.mace_calculator import MACEForceField
 
-    return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
+    return MACEForceField(path, device=device, dtype=dtype)
 
 
 def model_elements(calc) -> set[str]:

@@ -1,0 +1,112 @@
+"""A lean ASE calculator for one MACE model, for MD.
+
+mace-torch's ``MACECalculator`` builds an ``AtomicData`` object and a torch-geometric batch on
+every call and always computes the stress. Here the graph goes straight from a matscipy
+neighbour list into the model's input dictionary (the one-hot species block is cached), and the
+stress (virial derivative) is computed only once it has been asked for: NVT steps ask for
+forces only; after the first request (NpT, cell relaxation) every call computes it in the same
+pass, so that a later ``get_stress`` at the same geometry costs nothing. Results equal
+``MACECalculator``'s (tested); the model itself is mace-torch's, unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from bornfield.errors import BornfieldError
+
+
+def _neighbours(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sender, receiver, integer cell shifts) of all pairs closer than ``cutoff``."""
+    if atoms.pbc.all():
+        from matscipy.neighbours import neighbour_list
+
+        return neighbour_list("ijS", atoms, cutoff)
+    from ase.neighborlist import neighbor_list
+
+    return neighbor_list("ijS", atoms, cutoff)
+
+
+class MACEForceField(Calculator):
+    """Energy, forces and (on request) stress of a mace-torch model file."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model_path: str | Path, device: str = "cpu", dtype: str = "float32"):
+        super().__init__()
+        import torch
+
+        if dtype not in ("float32", "float64"):
+            raise BornfieldError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.torch = torch
+        self.device = device
+        self.dtype = getattr(torch, dtype)
+        model = torch.load(str(model_path), map_location=device, weights_only=False)
+        model = model.to(dtype=self.dtype).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.models = [model]  # the attribute name mace-torch's calculator uses
+        self.model = model
+        self.r_max = float(model.r_max)
+        self.z_table = [int(z) for z in model.atomic_numbers]
+        self._species: tuple[np.ndarray, object] | None = None  # (numbers, one-hot tensor)
+        self.stress_wanted = False  # becomes True at the first stress request
+
+    def _node_attrs(self, numbers: np.ndarray):
+        if self._species is not None and np.array_equal(self._species[0], numbers):
+            return self._species[1]
+        index = {z: i for i, z in enumerate(self.z_table)}
+        unknown = sorted(set(numbers.tolist()) - set(index))
+        if unknown:
+            from ase.data import chemical_symbols
+
+            raise BornfieldError(
+                "element(s) "
+                + ", ".join(chemical_symbols[z] for z in unknown)
+                + " unknown to the force field"
+            )
+        idx = self.torch.tensor([index[int(z)] for z in numbers], device=self.device)
+        onehot = self.torch.nn.functional.one_hot(idx, len(self.z_table)).to(self.dtype)
+        self._species = (numbers.copy(), onehot)
+        return onehot
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        torch = self.torch
+        atoms = self.atoms
+        n = len(atoms)
+        sender, receiver, shifts = _neighbours(atoms, self.r_max)
+
+        def t(a, dtype=self.dtype):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
+
+        cell = t(atoms.cell[:])
+        unit_shifts = t(shifts)
+        data = {
+            "positions": t(atoms.positions),
+            "node_attrs": self._node_attrs(atoms.numbers),
+            "edge_index": t(np.stack([sender, receiver]), torch.long),
+            "unit_shifts": unit_shifts,
+            "shifts": unit_shifts @ cell,
+            "cell": cell,
+            "batch": torch.zeros(n, dtype=torch.long, device=self.device),
+            "ptr": torch.tensor([0, n], dtype=torch.long, device=self.device),
+            "head": torch.zeros(1, dtype=torch.long, device=self.device),
+        }
+        self.stress_wanted |= "stress" in properties
+        want_stress = self.stress_wanted
+        out = self.model(data, compute_force=True, compute_stress=want_stress, training=False)
+        energy = float(out["energy"].detach().cpu().item())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out["forces"].detach().cpu().numpy().astype(float),
+        }
+        if want_stress:
+            s = out["stress"].detach().cpu().numpy().astype(float)[0]
+            self.results["stress"] = full_3x3_to_voigt_6_stress(s)
