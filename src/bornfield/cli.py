@@ -109,6 +109,10 @@ def _cmd_label(args: argparse.Namespace) -> None:
         overrides["ecut"] = args.ecut
     if args.nstep:
         overrides["nstep"] = args.nstep
+    if args.xc:
+        from bornfield.label.abinit import FUNCTIONALS
+
+        overrides["ixc"] = FUNCTIONALS[args.xc]
     settings = preset(args.preset, **overrides)
     structures = io.read(args.structures)
     report = label_structures(structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np)
@@ -133,7 +137,14 @@ def _cmd_structures(args: argparse.Namespace) -> None:
         base = io.read(args.structure)[-1]
     if args.supercell:
         base = base.repeat([int(x) for x in args.supercell.split("x")])
-    if args.md:
+    if args.softmode:
+        from bornfield.models.force_field import load_calculator
+        from bornfield.report.figures import soft_mode_pattern, softmode_frames
+
+        amps = [float(x) for x in args.amplitudes.split(",")]
+        pattern = soft_mode_pattern(base, load_calculator(args.softmode, dtype="float64"))
+        frames = softmode_frames(base, amps, pattern)
+    elif args.md:
         from bornfield.label import snapshots
 
         if not args.n:
@@ -217,7 +228,10 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
 
 
 def _bec_model_cfg(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in {"channels": args.channels, "r_max": args.r_max}.items() if v}
+    cfg = {"channels": args.channels, "r_max": args.r_max, "n_layers": args.layers}
+    if args.vector_messages:
+        cfg["vector_messages"] = True
+    return {k: v for k, v in cfg.items() if v}
 
 
 def _cmd_train_bec(args: argparse.Namespace) -> None:
@@ -511,6 +525,18 @@ def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--json", help="write every metric here")
 
 
+def _add_bec_arch_args(q: argparse.ArgumentParser) -> None:
+    """Architecture options of the Z* model (`train bec`, `evaluate bec`)."""
+    q.add_argument("--channels", type=int)
+    q.add_argument("--r-max", type=float)
+    q.add_argument("--layers", type=int, help="interaction layers (default 2)")
+    q.add_argument(
+        "--vector-messages",
+        action="store_true",
+        help="pass neighbours' vector and l=2 features between layers",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bornfield",
@@ -571,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--job-dir", help="job directory (default OUT.job)")
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
+    q.add_argument("--xc", choices=["pbesol", "pbe"], help="functional (default PBEsol)")
     q.set_defaults(func=_cmd_label)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
@@ -593,8 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True, help="extxyz with born_charges")
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--epochs", type=int)
-    q.add_argument("--channels", type=int)
-    q.add_argument("--r-max", type=float)
+    _add_bec_arch_args(q)
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_cmd_train_bec)
@@ -612,8 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")
     _add_evaluate_args(q)
     q.add_argument("--learning-curve", help="training-set sizes, e.g. 10,20,40,80")
-    q.add_argument("--channels", type=int)
-    q.add_argument("--r-max", type=float)
+    _add_bec_arch_args(q)
     q.set_defaults(func=_cmd_evaluate_bec)
 
     q = sub.add_parser("scan", help="Z* along a single-atom displacement (Fig. 1)")
@@ -727,6 +752,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--temperatures", default="300,900,1500", help="with --md: K, comma-separated")
     q.add_argument("--interval", type=int, default=20, help="with --md: steps between snapshots")
     q.add_argument("--equilibration", type=int, default=200, help="with --md: steps")
+    q.add_argument(
+        "--softmode",
+        metavar="FF",
+        help="displace along FF's softest z-polarized Γ mode by each of --amplitudes (Fig 2b)",
+    )
     q.add_argument("--sparsify", type=int, help="with --md: keep N by farthest-point sampling")
     q.set_defaults(func=_cmd_structures)
     return p

@@ -15,12 +15,11 @@ from bornfield.models.bec_model import BECConfig, BECModel, spherical_harmonics_
 from bornfield.models.bec_train import BECTrainConfig, train_bec
 
 
-@pytest.fixture(scope="module")
-def model() -> BECModel:
+@pytest.fixture(scope="module", params=[False, True], ids=["scalar-msg", "vector-msg"])
+def model(request) -> BECModel:
     torch.manual_seed(0)
-    m = BECModel(
-        BECConfig(elements=("Ca", "O", "Ti"), channels=8), {"Ca": 2.6, "Ti": 7.0, "O": -3.2}
-    )
+    cfg = BECConfig(elements=("Ca", "O", "Ti"), channels=8, vector_messages=request.param)
+    m = BECModel(cfg, {"Ca": 2.6, "Ti": 7.0, "O": -3.2})
     with torch.no_grad():  # random, non-trivial weights everywhere
         for p in m.parameters():
             p.add_(0.3 * torch.randn_like(p))

@@ -35,6 +35,9 @@ PSEUDOS: dict[str, str] = {
     "Zr": "PseudosHGH_pwteter/40zr.12.hgh",
 }
 PBESOL_LIBXC = -116133
+PBE_LIBXC = -101130
+#: functionals by name: libxc ixc codes (ABINIT's negative ixc)
+FUNCTIONALS = {"pbesol": PBESOL_LIBXC, "pbe": PBE_LIBXC}
 
 
 class LabelError(BornfieldError):
@@ -218,12 +221,12 @@ def run_abinit(
     prov = json.loads(labelled.info["provenance"])
     prov.update(
         code_version=abinit_version(),
-        functional="PBEsol (libxc ixc -116133)",
+        functional=_functional_name(settings.ixc),
         pseudopotentials={
             s: settings.pseudos[s] for s in dict.fromkeys(atoms.get_chemical_symbols())
         },
         pseudopotential_note="Ca/O PseudoDojo PBE, Ti/Ba PseudoDojo PW (LDA), Zr HGH: generated "
-        "with other functionals than the PBEsol used here",
+        f"with other functionals than the {_functional_name(settings.ixc)} used here",
         settings={k: v for k, v in asdict(settings).items() if k != "pseudos"},
         kmesh=list(settings.kmesh(atoms)),
         wall_time_s=round(wall, 1),
@@ -231,6 +234,11 @@ def run_abinit(
     )
     result.info["provenance"] = json.dumps(prov)
     return result
+
+
+def _functional_name(ixc: int) -> str:
+    names = {PBESOL_LIBXC: "PBEsol", PBE_LIBXC: "PBE"}
+    return f"{names.get(ixc, 'ixc')} (libxc ixc {ixc})"
 
 
 def preset(name: str, **overrides) -> AbinitSettings:

@@ -52,6 +52,10 @@ class BECConfig:
     n_layers: int = 2
     radial_hidden: int = 32
     avg_num_neighbors: float = 30.0
+    # layers after the first also pass the neighbours' 1o and 2e features (radial weights times
+    # the features, channel-wise, as PaiNN does for vectors): neighbour directions beyond the
+    # bond vector reach each atom; False keeps the scalar-only messages of the first models
+    vector_messages: bool = False
 
 
 class BesselBasis(torch.nn.Module):
@@ -92,6 +96,13 @@ class Interaction(torch.nn.Module):
             torch.nn.SiLU(),
             torch.nn.Linear(cfg.radial_hidden, c * (cfg.l_max + 1)),
         )
+        self.vector_messages = cfg.vector_messages
+        if cfg.vector_messages:
+            self.radial_v = torch.nn.Sequential(
+                torch.nn.Linear(cfg.n_basis, cfg.radial_hidden),
+                torch.nn.SiLU(),
+                torch.nn.Linear(cfg.radial_hidden, 2 * c),
+            )
         self.mix1 = o3.Linear(irreps_a, irreps_a)
         self.mix2 = o3.Linear(irreps_a, irreps_a)
         irreps_p, instructions = [], []
@@ -106,17 +117,25 @@ class Interaction(torch.nn.Module):
         self.post = o3.Linear(o3.Irreps(irreps_p) + irreps_a, self.irreps_out)
 
     def forward(
-        self, s: torch.Tensor, sh: list[torch.Tensor], basis: torch.Tensor, edge_index: torch.Tensor
+        self,
+        s: torch.Tensor,
+        sh: list[torch.Tensor],
+        basis: torch.Tensor,
+        edge_index: torch.Tensor,
+        prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``prev``: the previous layer's output (c×0e + c×1o + c×1e + c×2e), or None."""
         i, j = edge_index
-        w = self.radial(basis).view(-1, self.c, self.l_max + 1) * s[j][:, :, None]
-        msg = torch.cat(
-            [
-                (w[:, :, k, None] * sh[k][:, None, :]).reshape(len(j), -1)
-                for k in range(self.l_max + 1)
-            ],
-            dim=1,
-        )
+        c = self.c
+        w = self.radial(basis).view(-1, c, self.l_max + 1) * s[j][:, :, None]
+        parts = [w[:, :, k, None] * sh[k][:, None, :] for k in range(self.l_max + 1)]
+        if self.vector_messages and prev is not None:
+            wv = self.radial_v(basis).view(-1, c, 2)
+            v1 = prev[:, c : 4 * c].view(-1, c, 3)[j]  # 1o
+            v2 = prev[:, 7 * c :].view(-1, c, 5)[j]  # 2e
+            parts[1] = parts[1] + wv[:, :, 0, None] * v1
+            parts[2] = parts[2] + wv[:, :, 1, None] * v2
+        msg = torch.cat([p.reshape(len(j), -1) for p in parts], dim=1)
         a = torch.zeros(s.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
         a = a.index_add_(0, i, msg) * self.norm
         prod = self.product(self.mix1(a), self.mix2(a))
@@ -178,8 +197,9 @@ class BECModel(torch.nn.Module):
         s = self.embed(species)
         feats = []
         c = self.cfg.channels
+        f = None
         for layer in self.layers:
-            f = layer(s, sh, basis, edge_index)
+            f = layer(s, sh, basis, edge_index, f)
             feats.append(f)
             s = s + torch.nn.functional.silu(f[:, :c])  # scalars for the next messages
         z = torch.einsum("ni,ijk->njk", self.readout(torch.cat(feats, dim=1)), self.cart_q)
