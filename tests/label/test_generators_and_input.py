@@ -43,9 +43,9 @@ def test_input_has_occupied_bands_and_kmesh():
     text = ab.write_input(cubic_perovskite(), s)
     # Ca 10 + Ti 12 + 3 x O 6 = 40 electrons -> 20 occupied bands, plus extra
     assert f"nband {20 + s.extra_bands}" in text
-    assert "ngkpt 4 4 4" in text and "ixc -116133" in text
+    assert "ngkpt 5 5 5" in text and "ixc -116133" in text
     assert "rfelfd3 3" in text and "getddk3 2" in text
-    assert ab.preset("production").kmesh(pnma_catio3()) == (3, 2, 3)
+    assert ab.preset("production").kmesh(pnma_catio3()) == (4, 3, 4)
     no_bec = ab.write_input(cubic_perovskite(), ab.preset("test", bec=False))
     assert "ndtset 1" in no_bec and "rfelfd" not in no_bec
 
