@@ -1,0 +1,90 @@
+"""A Dask worker killed mid-task: only that task is repeated, from its own checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import ROOT
+
+from bornfield.analysis.dielectric import read_observables
+from bornfield.label.generators import cubic_perovskite
+from bornfield.md.run import MDConfig
+from bornfield.md.sweep import MDTask, run_sweep, run_task
+
+FF = ROOT / "models/batio3/ff"
+BEC = ROOT / "models/batio3/bec"
+
+
+def _tasks(root, steps=400):
+    atoms = cubic_perovskite("BaTiO3")
+    atoms.rattle(0.02, seed=0)
+    md = MDConfig(temperature=300, steps=steps, log_interval=10, traj_interval=100,
+                  checkpoint_interval=50, seed=3)  # fmt: skip
+    return [
+        MDTask(
+            f"E{ax}",
+            atoms,
+            str(FF),
+            str(BEC),
+            tuple(0.005 * (np.arange(3) == i)),
+            md,
+            str(root / f"E{ax}"),
+        )  # fmt: skip
+        for i, ax in enumerate("xz")
+    ]
+
+
+def _rows(path) -> int:
+    p = path / "observables.csv"
+    return sum(1 for _ in open(p)) - 1 if p.exists() else 0
+
+
+def test_killed_worker_repeats_only_its_own_task_from_checkpoint(tmp_path):
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Client, LocalCluster
+
+    if not FF.exists():
+        pytest.skip("shipped models missing")
+    tasks = _tasks(tmp_path / "sweep")
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    client = Client(cluster)
+    results: list = []
+    sweep = threading.Thread(
+        target=lambda: results.extend(
+            run_sweep(tasks, scheduler=cluster.scheduler_address, log=lambda m: None)
+        )
+    )
+    try:
+        sweep.start()
+        victim = tasks[0]
+        deadline = time.time() + 300
+        while _rows(tmp_path / "sweep" / victim.name) < 12:  # past the step-50 checkpoint
+            assert time.time() < deadline and sweep.is_alive(), "task never got going"
+            time.sleep(0.2)
+        busy = {w: keys for w, keys in client.processing().items() if keys}
+        addr = next(w for w, keys in busy.items() if any(victim.name in str(k) for k in keys))
+        pid = client.run(os.getpid, workers=[addr])[addr]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = _rows(tmp_path / "sweep" / victim.name)
+        sweep.join(timeout=600)
+        assert not sweep.is_alive()
+    finally:
+        client.close()
+        cluster.close()
+    assert [r.get("error") for r in results] == [None, None], results
+    assert all(r["steps_done"] == 400 for r in results)
+    assert results[1]["steps_this_call"] == 400  # the other task ran once, untouched
+    assert 400 - 10 * killed_at <= results[0]["steps_this_call"] < 400  # resumed, not restarted
+    obs = read_observables(tmp_path / "sweep" / victim.name, discard=0.0)
+    assert 0 < killed_at < len(obs["step"]) and np.all(np.diff(obs["step"]) == 10)
+    # the resumed run equals an uninterrupted one (same seed, CPU)
+    ref_task = _tasks(tmp_path / "ref")[0]
+    run_task(ref_task)
+    ref = read_observables(tmp_path / "ref" / victim.name, discard=0.0)
+    np.testing.assert_allclose(obs["epot_eV"], ref["epot_eV"], rtol=1e-6, atol=1e-6)
