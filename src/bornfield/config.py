@@ -101,8 +101,8 @@ class ReportConfig:
     parity_data: str = "../shared/data/batio3-allegro-pol/BaTiO3.xyz"
     parity_indices: tuple[int, ...] = (4, 8, 16, 20, 27, 34, 42, 51, 52, 56)
     baselines: tuple[str, ...] = ("chgnet",)
-    softmode_data: str = ""  # DFT soft-mode energies for Fig 2b
-    softmode_amplitudes: tuple[float, ...] = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
+    softmode_data: str = "data/batio3/softmode.xyz"  # DFT soft-mode energies for Fig 2b
+    softmode_amplitudes: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(-8, 9))
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "report": {
             "parity_data": "data/catio3/catio3_5atom.xyz",
             "parity_indices": (),
+            "softmode_data": "",  # the shipped DFT soft mode is BaTiO3's
             "scan_atoms": ("Ti", "Ca", "O"),
         },
         "dielectric": {
