@@ -1,14 +1,16 @@
 """Field-MD speed (issue: field-coupled MD): cost of an MD step with and without the field.
 
 For each cell size, in a fresh process (so peak memory is per size), one Langevin MD step is
-timed (median of repeats) for:
+timed (the minimum over interleaved rounds) for:
   bare        MACE (float32) alone, bornfield's lean calculator (what `bornfield md` uses)
   bare_mace   MACE (float32) alone through mace-torch's MACECalculator (for the lean gain)
   field_k1    FieldCalculator: MACE + Z* model every step (float32)
   field_kK    FieldCalculator with Z* refreshed every K steps
   composite   the paper-style composite: mace-torch MACECalculator (its default float64) plus a
               separate Z* model (float64) evaluated every step through ASE
-Ratios are taken within one process run. Writes bench/results/fieldmd.json and fieldmd.md.
+Ratios are taken within one process run; every configuration is timed once per round and the
+minimum over rounds is kept (the machine is a shared VM: medians of back-to-back blocks were
+off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md.
 
     python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10]
 """
@@ -40,7 +42,7 @@ def cell_of(n_atoms: int):
     return a
 
 
-def time_md(atoms, calc, steps: int, repeats: int) -> float:
+def _dynamics(atoms, calc):
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -52,12 +54,20 @@ def time_md(atoms, calc, steps: int, repeats: int) -> float:
     dyn = Langevin(a, timestep=2 * units.fs, temperature_K=300, friction=0.01 / units.fs,
                    fixcm=False, rng=rng)  # fmt: skip
     dyn.run(3)  # warm-up
-    times = []
+    return dyn
+
+
+def time_interleaved(atoms, calcs: dict, steps: dict, repeats: int) -> dict:
+    """Seconds per MD step of each calculator: the minimum over ``repeats`` rounds, each round
+    timing every calculator in turn, so that slow phases of a shared machine hit all alike."""
+    dyns = {name: _dynamics(atoms, calc) for name, calc in calcs.items()}
+    best = dict.fromkeys(calcs, np.inf)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        dyn.run(steps)
-        times.append((time.perf_counter() - t0) / steps)
-    return float(np.median(times))
+        for name, dyn in dyns.items():
+            t0 = time.perf_counter()
+            dyn.run(steps[name])
+            best[name] = min(best[name], (time.perf_counter() - t0) / steps[name])
+    return best
 
 
 class Composite:
@@ -94,32 +104,36 @@ def worker(args) -> dict:
 
     atoms = cell_of(args.size)
     field = np.array([0.0, 0.0, 0.005])
-    steps = max(3, 6000 // args.size)
+    steps = max(10, 12000 // args.size)
     out = {"n_atoms": len(atoms), "steps_timed": steps}
     ff32 = load_calculator(args.ff, dtype="float32")
     bec32 = load_model(args.bec, dtype=torch.float32)
-    out["bare_s"] = time_md(atoms, ff32, steps, args.repeats)
     mace32 = MACECalculator(
         model_paths=str(Path(args.ff) / "ff_float32.model"), device="cpu", default_dtype="float32"
     )
-    out["bare_mace_s"] = time_md(atoms, mace32, steps, args.repeats)
-    out["field_k1_s"] = time_md(
-        atoms, FieldCalculator(ff32, bec32, field, bec_interval=1), steps, args.repeats
-    )
-    out[f"field_k{args.k}_s"] = time_md(
-        atoms, FieldCalculator(ff32, bec32, field, bec_interval=args.k), steps, args.repeats
-    )
-    t0 = time.perf_counter()
-    for _ in range(5):
-        from bornfield.models.bec import predict_bec
-
-        predict_bec(bec32, atoms)
-    out["bec_predict_s"] = (time.perf_counter() - t0) / 5
     ff64 = MACECalculator(
         model_paths=str(Path(args.ff) / "ff.model"), device="cpu", default_dtype="float64"
     )
-    comp = Composite(ff64, BECCalculator(load_model(args.bec, dtype=torch.float64)), field)
-    out["composite_s"] = time_md(atoms, comp, max(2, steps // 2), args.repeats)
+    calcs = {
+        "bare": ff32,
+        "bare_mace": mace32,
+        "field_k1": FieldCalculator(ff32, bec32, field, bec_interval=1),
+        f"field_k{args.k}": FieldCalculator(ff32, bec32, field, bec_interval=args.k),
+        "composite": Composite(
+            ff64, BECCalculator(load_model(args.bec, dtype=torch.float64)), field
+        ),
+    }
+    n = {name: steps for name in calcs} | {"composite": max(2, steps // 2)}
+    for name, t in time_interleaved(atoms, calcs, n, args.repeats).items():
+        out[f"{name}_s"] = t
+    from bornfield.models.bec import predict_bec
+
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        predict_bec(bec32, atoms)
+        times.append(time.perf_counter() - t0)
+    out["bec_predict_s"] = min(times)
     out["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return out
 
@@ -130,7 +144,7 @@ def main() -> None:
     p.add_argument("--bec", required=True)
     p.add_argument("--sizes", default="160,640,1280")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
