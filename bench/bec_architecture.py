@@ -22,13 +22,13 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = {
-    "c16": ["--channels", "16"],
-    "c32": ["--channels", "32"],
-    "c16vm": ["--channels", "16", "--vector-messages"],
-    "c32vm": ["--channels", "32", "--vector-messages"],
-    "c16vm_l3": ["--channels", "16", "--vector-messages", "--layers", "3"],
-    "c16vm_r55": ["--channels", "16", "--vector-messages", "--r-max", "5.5"],
+VARIANTS = {  # (the defaults are 16 channels, 3 layers, vector messages)
+    "c16": ["--channels", "16", "--layers", "2", "--scalar-messages"],
+    "c32": ["--channels", "32", "--layers", "2", "--scalar-messages"],
+    "c16vm": ["--channels", "16", "--layers", "2"],
+    "c32vm": ["--channels", "32", "--layers", "2"],
+    "c16vm_l3": ["--channels", "16", "--layers", "3"],
+    "c16vm_r55": ["--channels", "16", "--layers", "2", "--r-max", "5.5"],
 }
 EPOCH = re.compile(r"epoch (\d+): train RMSE ([\d.]+) e, valid MAE ([\d.]+) e.*\(([\d.]+) s\)")
 

@@ -229,9 +229,10 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
 
 def _bec_model_cfg(args: argparse.Namespace) -> dict:
     cfg = {"channels": args.channels, "r_max": args.r_max, "n_layers": args.layers}
-    if args.vector_messages:
-        cfg["vector_messages"] = True
-    return {k: v for k, v in cfg.items() if v}
+    cfg = {k: v for k, v in cfg.items() if v}
+    if args.scalar_messages:
+        cfg["vector_messages"] = False
+    return cfg
 
 
 def _cmd_train_bec(args: argparse.Namespace) -> None:
@@ -529,11 +530,11 @@ def _add_bec_arch_args(q: argparse.ArgumentParser) -> None:
     """Architecture options of the Z* model (`train bec`, `evaluate bec`)."""
     q.add_argument("--channels", type=int)
     q.add_argument("--r-max", type=float)
-    q.add_argument("--layers", type=int, help="interaction layers (default 2)")
+    q.add_argument("--layers", type=int, help="interaction layers (default 3)")
     q.add_argument(
-        "--vector-messages",
+        "--scalar-messages",
         action="store_true",
-        help="pass neighbours' vector and l=2 features between layers",
+        help="pass only scalars between layers (no neighbour vector/l=2 features)",
     )
 
 

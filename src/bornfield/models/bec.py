@@ -107,6 +107,7 @@ def load_model(
         payload = torch.load(path, map_location=device, weights_only=False)
         cfg = dict(payload["config"])
         cfg["elements"] = tuple(cfg["elements"])
+        cfg.setdefault("vector_messages", False)  # files from before the option
         model = BECModel(BECConfig(**cfg))
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:  # unpickling errors come in many types

@@ -49,13 +49,14 @@ class BECConfig:
     channels: int = 16
     l_max: int = 2
     n_basis: int = 8
-    n_layers: int = 2
+    n_layers: int = 3
     radial_hidden: int = 32
     avg_num_neighbors: float = 30.0
     # layers after the first also pass the neighbours' 1o and 2e features (radial weights times
     # the features, channel-wise, as PaiNN does for vectors): neighbour directions beyond the
-    # bond vector reach each atom; False keeps the scalar-only messages of the first models
-    vector_messages: bool = False
+    # bond vector reach each atom; False gives the scalar-only messages of the first models.
+    # 16 channels, 3 layers and vector messages: bench/results/bec_architecture.md
+    vector_messages: bool = True
 
 
 class BesselBasis(torch.nn.Module):
