@@ -659,7 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ff", required=True, help="force-field model directory or file")
     q.add_argument("--bec", help="Born-charge model (needed for a field)")
     q.add_argument("--field", help="Ex,Ey,Ez in V/Å (5e7 V/m = 0.005 V/Å)")
-    q.add_argument("--bec-interval", type=int, default=1, help="recompute Z* every k steps")
+    q.add_argument(
+        "--bec-interval",
+        type=int,
+        default=10,
+        help="recompute Z* every k steps (default 10: bench/results/bec_interval.md)",
+    )
     q.add_argument("--temperature", type=float, default=300.0, help="K")
     q.add_argument("--ramp", help="T0:T1:K_per_ps (overrides --temperature)")
     q.add_argument("--ensemble", default="langevin", help="nve | langevin | bussi | nhc | npt")
