@@ -27,23 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-EPS0 = 8.8541878128e-12  # F/m
-
-
-def _pol(obs: dict) -> np.ndarray:
-    return np.stack([obs[f"P{a}_C_m2"] for a in "xyz"], axis=1)
-
-
 def main() -> None:
     import torch
 
-    from bornfield.analysis.dielectric import finite_field_epsilon, read_observables, relax
+    from bornfield.analysis.dielectric import _pol, finite_field_epsilon, read_observables, relax
     from bornfield.analysis.stats import block_average, block_size
     from bornfield.calculators import FieldCalculator
     from bornfield.label.generators import cubic_perovskite
     from bornfield.md.run import MDConfig, run_md
     from bornfield.models.bec import load_model
     from bornfield.models.force_field import load_calculator
+    from bornfield.units import EPSILON_0_SI
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ks", default="1,10,50")
@@ -84,7 +78,9 @@ def main() -> None:
         print(k, rows[k], flush=True)
     k1 = min(rows)
     for k, r in rows.items():
-        diff = (dps[k] - dps[k1])[:, 2] / (EPS0 * args.field)  # ε_zz(k) − ε_zz(1), per sample
+        diff = (dps[k] - dps[k1])[:, 2] / (
+            EPSILON_0_SI * args.field
+        )  # ε_zz(k) − ε_zz(1), per sample
         if k == k1:
             r["shift_zz"], r["shift_zz_err"] = 0.0, 0.0
             continue
