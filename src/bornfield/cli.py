@@ -232,6 +232,8 @@ def _bec_model_cfg(args: argparse.Namespace) -> dict:
     cfg = {k: v for k, v in cfg.items() if v}
     if args.scalar_messages:
         cfg["vector_messages"] = False
+    if args.shared_weights:
+        cfg["element_linear"] = False
     return cfg
 
 
@@ -243,7 +245,9 @@ def _cmd_train_bec(args: argparse.Namespace) -> None:
         from bornfield.data import io
 
         valid = io.read(args.valid)
-    cfg = BECTrainConfig(seed=args.seed, **({"max_epochs": args.epochs} if args.epochs else {}))
+    over = {"max_epochs": args.epochs, "ema_decay": args.ema_decay, "batch_size": args.batch_size,
+            "lr": args.lr}  # fmt: skip
+    cfg = BECTrainConfig(seed=args.seed, **{k: v for k, v in over.items() if v is not None})
     path = train_bec(args.data, args.out, _bec_model_cfg(args), cfg, valid=valid)
     print(f"model: {path}")
 
@@ -536,6 +540,11 @@ def _add_bec_arch_args(q: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pass only scalars between layers (no neighbour vector/l=2 features)",
     )
+    q.add_argument(
+        "--shared-weights",
+        action="store_true",
+        help="one output mix and readout for all elements (default: per element)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -621,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True, help="extxyz with born_charges")
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--epochs", type=int)
+    q.add_argument("--ema-decay", type=float, help="weight averaging (default 0.99; 0: off)")
+    q.add_argument("--batch-size", type=int, help="structures per step (default 4)")
+    q.add_argument("--lr", type=float, help="initial learning rate (default 5e-3)")
     _add_bec_arch_args(q)
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
     q.add_argument("--seed", type=int, default=0)

@@ -15,10 +15,14 @@ from bornfield.models.bec_model import BECConfig, BECModel, spherical_harmonics_
 from bornfield.models.bec_train import BECTrainConfig, train_bec
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["scalar-msg", "vector-msg"])
+@pytest.fixture(
+    scope="module",
+    params=[{"vector_messages": False, "element_linear": False}, {}],
+    ids=["scalar-msg-shared", "default"],
+)
 def model(request) -> BECModel:
     torch.manual_seed(0)
-    cfg = BECConfig(elements=("Ca", "O", "Ti"), channels=8, vector_messages=request.param)
+    cfg = BECConfig(elements=("Ca", "O", "Ti"), channels=8, **request.param)
     m = BECModel(cfg, {"Ca": 2.6, "Ti": 7.0, "O": -3.2})
     with torch.no_grad():  # random, non-trivial weights everywhere
         for p in m.parameters():

@@ -107,9 +107,13 @@ def load_model(
         payload = torch.load(path, map_location=device, weights_only=False)
         cfg = dict(payload["config"])
         cfg["elements"] = tuple(cfg["elements"])
-        cfg.setdefault("vector_messages", False)  # files from before the option
+        cfg.setdefault("vector_messages", False)  # files from before the options
+        cfg.setdefault("element_linear", False)
         model = BECModel(BECConfig(**cfg))
-        model.load_state_dict(payload["state_dict"])
+        state = payload["state_dict"]
+        # files from before 2026-11-26 carry an unused vector-message radial net in layer 1
+        state = {k: v for k, v in state.items() if not k.startswith("layers.0.radial_v.")}
+        model.load_state_dict(state)
     except Exception as exc:  # unpickling errors come in many types
         raise BornfieldError(f"{path}: not a bornfield Born-charge model ({exc})") from None
     return model.to(device=device, dtype=dtype).eval()

@@ -57,6 +57,9 @@ class BECConfig:
     # bond vector reach each atom; False gives the scalar-only messages of the first models.
     # 16 channels, 3 layers and vector messages: bench/results/bec_architecture.md
     vector_messages: bool = True
+    # each element has its own weights in the per-layer output mix and in the readout (as MACE's
+    # element-dependent product weights): bench/results/bec_architecture.md
+    element_linear: bool = True
 
 
 class BesselBasis(torch.nn.Module):
@@ -84,10 +87,38 @@ class BesselBasis(torch.nn.Module):
         )
 
 
+class ElementLinear(torch.nn.Module):
+    """An e3nn ``Linear`` with its own weights for each element (still equivariant)."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, n_elements: int):
+        super().__init__()
+        self.lins = torch.nn.ModuleList(o3.Linear(irreps_in, irreps_out) for _ in range(n_elements))
+        self.dim_out = o3.Irreps(irreps_out).dim
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(x.shape[0], self.dim_out)
+        for e, lin in enumerate(self.lins):
+            mask = species == e
+            out = out.index_put((mask,), lin(x[mask]))
+        return out
+
+
+def _linear(irreps_in: o3.Irreps, irreps_out: o3.Irreps, cfg: BECConfig) -> torch.nn.Module:
+    if cfg.element_linear:
+        return ElementLinear(irreps_in, irreps_out, len(cfg.elements))
+    return o3.Linear(irreps_in, irreps_out)
+
+
+def _apply(lin: torch.nn.Module, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    return lin(x, species) if isinstance(lin, ElementLinear) else lin(x)
+
+
 class Interaction(torch.nn.Module):
     """Scalar messages expanded in spherical harmonics, then a per-atom channel-wise product."""
 
-    def __init__(self, cfg: BECConfig, irreps_a: o3.Irreps, wanted: list[o3.Irrep]):
+    def __init__(
+        self, cfg: BECConfig, irreps_a: o3.Irreps, wanted: list[o3.Irrep], first: bool = False
+    ):
         super().__init__()
         c, self.l_max = cfg.channels, cfg.l_max
         self.c = c
@@ -97,8 +128,8 @@ class Interaction(torch.nn.Module):
             torch.nn.SiLU(),
             torch.nn.Linear(cfg.radial_hidden, c * (cfg.l_max + 1)),
         )
-        self.vector_messages = cfg.vector_messages
-        if cfg.vector_messages:
+        self.vector_messages = cfg.vector_messages and not first  # layer 1 has no vectors yet
+        if self.vector_messages:
             self.radial_v = torch.nn.Sequential(
                 torch.nn.Linear(cfg.n_basis, cfg.radial_hidden),
                 torch.nn.SiLU(),
@@ -115,11 +146,12 @@ class Interaction(torch.nn.Module):
                         irreps_p.append((c, ir))
         self.product = o3.TensorProduct(irreps_a, irreps_a, o3.Irreps(irreps_p), instructions)
         self.irreps_out = o3.Irreps([(c, ir) for ir in wanted])
-        self.post = o3.Linear(o3.Irreps(irreps_p) + irreps_a, self.irreps_out)
+        self.post = _linear(o3.Irreps(irreps_p) + irreps_a, self.irreps_out, cfg)
 
     def forward(
         self,
         s: torch.Tensor,
+        species: torch.Tensor,
         sh: list[torch.Tensor],
         basis: torch.Tensor,
         edge_index: torch.Tensor,
@@ -130,7 +162,7 @@ class Interaction(torch.nn.Module):
         c = self.c
         w = self.radial(basis).view(-1, c, self.l_max + 1) * s[j][:, :, None]
         parts = [w[:, :, k, None] * sh[k][:, None, :] for k in range(self.l_max + 1)]
-        if self.vector_messages and prev is not None:
+        if self.vector_messages:
             wv = self.radial_v(basis).view(-1, c, 2)
             v1 = prev[:, c : 4 * c].view(-1, c, 3)[j]  # 1o
             v2 = prev[:, 7 * c :].view(-1, c, 5)[j]  # 2e
@@ -140,7 +172,7 @@ class Interaction(torch.nn.Module):
         a = torch.zeros(s.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
         a = a.index_add_(0, i, msg) * self.norm
         prod = self.product(self.mix1(a), self.mix2(a))
-        return self.post(torch.cat([prod, a], dim=1))
+        return _apply(self.post, torch.cat([prod, a], dim=1), species)
 
 
 class BECModel(torch.nn.Module):
@@ -160,16 +192,16 @@ class BECModel(torch.nn.Module):
         if cfg.l_max != 2:
             raise ValueError("the Born-charge model is built for l_max = 2")
         irreps_a = o3.Irreps([(c, (k, (-1) ** k)) for k in range(cfg.l_max + 1)])
-        self.cart = CartesianTensor("ij")  # 1x0e + 1x1e + 1x2e
+        cart = CartesianTensor("ij")  # 1x0e + 1x1e + 1x2e (not kept: it cannot be deep-copied)
         # change of basis (9 irrep components -> 3x3), computed once: e3nn's to_cartesian
         # rebuilds it on every call (117 of 173 ms of a 160-atom prediction)
-        self.register_buffer("cart_q", self.cart.to_cartesian(torch.eye(9)), persistent=False)
+        self.register_buffer("cart_q", cart.to_cartesian(torch.eye(9)), persistent=False)
         wanted = [o3.Irrep(s) for s in ("0e", "1o", "1e", "2e")]
         self.layers = torch.nn.ModuleList(
-            [Interaction(cfg, irreps_a, wanted) for _ in range(cfg.n_layers)]
+            [Interaction(cfg, irreps_a, wanted, first=k == 0) for k in range(cfg.n_layers)]
         )
         irreps_feat = self.layers[0].irreps_out
-        self.readout = o3.Linear(irreps_feat * cfg.n_layers, o3.Irreps(self.cart))
+        self.readout = _linear(irreps_feat * cfg.n_layers, o3.Irreps(cart), cfg)
         iso = [float((isotropic_mean or {}).get(e, 0.0)) for e in cfg.elements]
         self.register_buffer("iso", torch.tensor(iso))
         self.register_buffer("scale", torch.tensor(1.0))
@@ -200,10 +232,11 @@ class BECModel(torch.nn.Module):
         c = self.cfg.channels
         f = None
         for layer in self.layers:
-            f = layer(s, sh, basis, edge_index, f)
+            f = layer(s, species, sh, basis, edge_index, f)
             feats.append(f)
             s = s + torch.nn.functional.silu(f[:, :c])  # scalars for the next messages
-        z = torch.einsum("ni,ijk->njk", self.readout(torch.cat(feats, dim=1)), self.cart_q)
+        irr = _apply(self.readout, torch.cat(feats, dim=1), species)
+        z = torch.einsum("ni,ijk->njk", irr, self.cart_q)
         z = z * self.scale
         z = z + self.iso[species][:, None, None] * torch.eye(3, dtype=z.dtype, device=z.device)
         # acoustic sum rule: subtract the per-structure mean, in float64 so that it holds to

@@ -47,13 +47,13 @@ class FFPreset:
     #: on BaTiO3 (test split), so it is weighted like the forces' squared scale
     stress_weight: float = 1000.0
     valid_fraction: float = 0.1
-    #: MACE's second stage (stochastic weight averaging with energy weight 1000) starts at this
-    #: fraction of the epochs; it fixes the energy offset that force-dominated training leaves
     #: eV/atom added to the least-squares E0s, so that isolated atoms lie this far above the
     #: crystal. Without it a single-composition set (every frame ABO3) puts the free atoms at the
     #: crystal's mean energy: cohesion ~0.1 eV/atom, and NpT runs above ~300 K sublime. 6.3 eV
     #: is the experimental atomization energy of BaTiO3 and CaTiO3 (31.7 eV per formula unit).
     cohesive_energy: float = 6.3
+    #: MACE's second stage (stochastic weight averaging with energy weight 1000) starts at this
+    #: fraction of the epochs; it fixes the energy offset that force-dominated training leaves
     swa_start_fraction: float = 0.75
     ema_decay: float = 0.99  # exponential moving average of the weights (0: off)
 
