@@ -209,6 +209,7 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
         baselines=args.baseline or [],
         shift_data=args.shift_data,
         plot=args.plot,
+        workers=args.workers,
     )
     for name in [k for k in result if isinstance(result[k], dict)]:
         m = result[name]
@@ -267,6 +268,7 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
         seed=args.seed,
         out_dir=args.out,
         plot=args.plot,
+        workers=args.workers,
     )
     for row in result.get("learning_curve", []):
         print(f"n_train {row['n_train']:4d}: Z* MAE {row['bec_mae_e']:.4f} e")
@@ -523,6 +525,12 @@ def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--data", required=True)
     q.add_argument("--model", help="model directory or file")
     q.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (trains k models)")
+    q.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train the CV / learning-curve models in parallel: Dask processes, 1 thread each",
+    )
     q.add_argument("--epochs", type=int)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="directory for the CV / learning-curve models and plots")

@@ -40,7 +40,7 @@ def test_kfold_and_learning_curve(small_set):
     js = d / "cv.json"
     r = run_cli("evaluate", "bec", "--data", str(d / "train.xyz"), "--folds", "2", "--epochs", "1",
                 "--channels", "4", "--out", str(d / "cv"), "--json", str(js),
-                "--learning-curve", "2,4")  # fmt: skip
+                "--learning-curve", "2,4", "--workers", "2")  # fmt: skip
     assert r.returncode == 0, r.stderr
     res = json.loads(js.read_text())
     assert len(res["folds"]) == 2 and "bec_mae_e_std" in res["model"]

@@ -101,3 +101,11 @@ def test_evaluate_json_and_unknown_element(tiny_model, tmp_path):
     io.write(bad, cto)
     r = run_cli("evaluate", "ff", "--model", str(out), "--data", str(bad))
     assert r.returncode == 2 and "element(s) Ca unknown to the force field" in r.stderr
+
+
+def test_too_few_frames_for_validation_is_a_clear_error(tmp_path):
+    p = tmp_path / "three.xyz"
+    io.write(p, io.read(BATIO3)[:3])
+    r = run_cli("train", "ff", "--data", str(p), "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "3 frames leave no validation frame" in r.stderr
+    assert not (tmp_path / "m" / "ff.model").exists()

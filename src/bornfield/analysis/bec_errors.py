@@ -59,22 +59,27 @@ def bec_parity_plot(
 def learning_curve(
     frames: Sequence[Atoms],
     sizes: Sequence[int],
-    train: Callable[[list[Atoms], Path], Callable[[Atoms], np.ndarray]],
+    train: Callable[[list[Atoms], Path], Path],
+    load: Callable[[Path], Callable[[Atoms], np.ndarray]],
     out_dir: Path,
     test_fraction: float = 0.2,
     seed: int = 0,
+    workers: int = 1,
 ) -> list[dict]:
-    """Test MAE vs number of training structures on one fixed held-out set (the paper's Fig. S1)."""
+    """Test MAE vs number of training structures on one fixed held-out set (the paper's Fig. S1).
+
+    ``train(frames, dir)`` returns a model path, ``load(path)`` a predictor of Z*."""
     from bornfield.data.splits import random_split
+    from bornfield.parallel import train_all
 
     tr, te = random_split(len(frames), test_fraction, seed)
     test = [frames[i] for i in te]
     order = np.random.default_rng(seed).permutation(tr)
+    sizes = [n for n in sizes if n <= len(order)]
+    jobs = [([frames[i] for i in order[:n]], out_dir / f"n{n}") for n in sizes]
     rows = []
-    for n in sizes:
-        if n > len(order):
-            break
-        predict = train([frames[i] for i in order[:n]], out_dir / f"n{n}")
+    for n, path in zip(sizes, train_all(jobs, train, workers), strict=True):
+        predict = load(path)
         m = bec_metrics(test, [predict(a) for a in test])
         rows.append({"n_train": int(n), **m})
     return rows
@@ -136,8 +141,11 @@ def evaluate_bec(
     seed: int = 0,
     out_dir: str | Path | None = None,
     plot: str | Path | None = None,
+    workers: int = 1,
 ) -> dict:
-    """Z* errors of a model on ``data``, or k-fold CV / a learning curve of freshly trained ones."""
+    """Z* errors of a model on ``data``, or k-fold CV / a learning curve of freshly trained ones.
+
+    With ``workers`` > 1 the trainings run in parallel on a Dask LocalCluster."""
     from bornfield.data import io
     from bornfield.data.validate import require_keys
     from bornfield.errors import BornfieldError
@@ -149,22 +157,30 @@ def evaluate_bec(
     out = Path(out_dir or "eval_bec")
     tcfg = BECTrainConfig(seed=seed, **({"max_epochs": epochs} if epochs else {}))
 
-    def train(tr: list[Atoms], d: Path) -> Callable[[Atoms], np.ndarray]:
-        m = load_model(train_bec(tr, d, model_cfg, tcfg, log=lambda _: None))
+    def train(tr: list[Atoms], d: Path) -> Path:
+        return train_bec(tr, d, model_cfg, tcfg, log=lambda _: None)
+
+    def load(path: Path) -> Callable[[Atoms], np.ndarray]:
+        m = load_model(path)
         return lambda a: predict_bec(m, a)
 
     result: dict = {"data": str(data)}
     if learning_curve_sizes:
-        rows = learning_curve(frames, learning_curve_sizes, train, out, seed=seed)
+        rows = learning_curve(
+            frames, learning_curve_sizes, train, load, out, seed=seed, workers=workers
+        )
         result["learning_curve"] = rows
         learning_curve_plot(rows, out / "learning_curve.png", title=Path(data).name)
     if folds:
         from bornfield.analysis.errors import summarize_folds
         from bornfield.data.splits import kfold
+        from bornfield.parallel import train_all
 
+        splits = kfold(len(frames), folds, seed)
+        jobs = [([frames[j] for j in tr], out / f"fold{i}") for i, (tr, _) in enumerate(splits)]
         fold_m, test, pred = [], [], []
-        for i, (tr, te) in enumerate(kfold(len(frames), folds, seed)):
-            predict = train([frames[j] for j in tr], out / f"fold{i}")
+        for path, (_, te) in zip(train_all(jobs, train, workers), splits, strict=True):
+            predict = load(path)
             t = [frames[j] for j in te]
             p = [predict(a) for a in t]
             fold_m.append(bec_metrics(t, p))

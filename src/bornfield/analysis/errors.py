@@ -124,22 +124,27 @@ def write_json(path: str | Path, obj: dict) -> None:
 def cross_validate(
     frames: Sequence[Atoms],
     k: int,
-    train: Callable[[list[Atoms], Path], object],
+    train: Callable[[list[Atoms], Path], Path],
+    load: Callable[[Path], object],
     out_dir: Path,
     seed: int = 0,
     with_stress: bool = True,
+    workers: int = 1,
 ) -> tuple[list[dict], list[Atoms], list[dict]]:
-    """k-fold CV: ``train(train_frames, fold_dir)`` returns a calculator; each fold is evaluated.
+    """k-fold CV: ``train(train_frames, fold_dir)`` returns a model path (folds in parallel on
+    Dask with ``workers`` > 1), ``load(path)`` a calculator; each fold is evaluated.
 
     Returns per-fold metrics, and all test frames with their predictions (for one parity plot).
     """
     from bornfield.data.splits import kfold
+    from bornfield.parallel import train_all
 
+    splits = kfold(len(frames), k, seed)
+    jobs = [([frames[j] for j in tr], out_dir / f"fold{i}") for i, (tr, _) in enumerate(splits)]
     metrics, test_frames, preds = [], [], []
-    for i, (tr, te) in enumerate(kfold(len(frames), k, seed)):
-        calc = train([frames[j] for j in tr], out_dir / f"fold{i}")
+    for path, (_, te) in zip(train_all(jobs, train, workers), splits, strict=True):
         test = [frames[j] for j in te]
-        p = predict(calc, test, with_stress)
+        p = predict(load(path), test, with_stress)
         metrics.append(ff_metrics(test, p))
         test_frames += test
         preds += p
@@ -157,6 +162,7 @@ def evaluate_ff(
     baselines: Sequence[str] = (),
     shift_data: str | Path | None = None,
     plot: str | Path | None = None,
+    workers: int = 1,
 ) -> dict:
     """Errors of a bornfield MACE model (or of k-fold CV models) and of baselines on ``data``.
 
@@ -174,11 +180,16 @@ def evaluate_ff(
     if folds:
         cfg = ff_preset(preset, **({"max_num_epochs": epochs} if epochs else {}))
 
-        def train(tr: list[Atoms], fold_dir: Path):
-            return load_calculator(train_ff(tr, fold_dir, cfg, seed=seed), dtype="float64")
+        def train(tr: list[Atoms], fold_dir: Path) -> Path:
+            return train_ff(tr, fold_dir, cfg, seed=seed)
+
+        def load(path: Path):
+            return load_calculator(path, dtype="float64")
 
         out = Path(out_dir or "cv_ff")
-        fold_m, test, pred = cross_validate(frames, folds, train, out, seed, with_stress)
+        fold_m, test, pred = cross_validate(
+            frames, folds, train, load, out, seed, with_stress, workers
+        )
         result["folds"] = fold_m
         result["model"] = summarize_folds(fold_m)
     else:

@@ -16,8 +16,6 @@ SLURM: start a cluster with dask-jobqueue and pass its address, e.g.::
 from __future__ import annotations
 
 import functools
-import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,26 +85,11 @@ def run_sweep(
             results.append(run_task(t, threads_per_worker))
             log(f"[{i + 1}/{len(tasks)}] {t.name}: {_status(results[-1])}")
         return results
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    env = {"OMP_NUM_THREADS": str(threads_per_worker), "MKL_NUM_THREADS": str(threads_per_worker)}
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env=env,
-            silence_logs=logging.WARNING,
-        )
-        client = Client(cluster)
-    try:
+    from bornfield.parallel import dask_client
+
+    with dask_client(workers, threads_per_worker, scheduler) as client:
         futures = [
             client.submit(run_task, t, threads_per_worker, key=f"md-{i}-{t.name}", pure=False)
             for i, t in enumerate(tasks)
@@ -122,10 +105,6 @@ def run_sweep(
                               "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
             log(f"[{n}/{len(tasks)}] {tasks[i].name}: {_status(results[i])}")
         return results
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _status(r: dict) -> str:

@@ -129,6 +129,11 @@ def train_ff(
     frames = io.read(data) if isinstance(data, str | Path) else list(data)
     require_keys(frames, ["energy", "forces"], source)
     with_stress = all("stress" in a.info for a in frames)
+    if valid is None and int(cfg.valid_fraction * len(frames)) < 1:
+        raise BornfieldError(
+            f"{source}: {len(frames)} frames leave no validation frame at valid_fraction "
+            f"{cfg.valid_fraction}; give more frames or a validation file"
+        )
     out = Path(out_dir)
     work = out / "mace"
     e0s = reference_energies(frames, cfg.cohesive_energy)
