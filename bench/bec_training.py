@@ -53,10 +53,12 @@ def main() -> None:
         log = Path(args.work) / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cli = [sys.executable, "-m", "bornfield.cli"]
-        with open(log, "a") as fh:
-            subprocess.run([*cli, "train", "bec", "--data", args.data, "--out", str(out),
-                            "--epochs", str(args.epochs), *opts],
-                           stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)  # fmt: skip
+        done = log.is_file() and len(EPOCH.findall(log.read_text())) >= args.epochs
+        if not done:  # a finished run is only read
+            with open(log, "a") as fh:
+                subprocess.run([*cli, "train", "bec", "--data", args.data, "--out", str(out),
+                                "--epochs", str(args.epochs), *opts],
+                               stdout=fh, stderr=subprocess.STDOUT, env=env, check=True)  # fmt: skip
         test_json = Path(args.work) / f"{name}.test.json"
         subprocess.run([*cli, "evaluate", "bec", "--model", str(out), "--data", args.test,
                         "--json", str(test_json)],

@@ -10,7 +10,8 @@ timed (the minimum over interleaved rounds) for:
               separate Z* model (float64) evaluated every step through ASE
 Ratios are taken within one process run; every configuration is timed once per round and the
 minimum over rounds is kept (the machine is a shared VM: medians of back-to-back blocks were
-off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md.
+off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md
+(fieldmd_t1.* with --threads 1).
 
     python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10]
 """
@@ -146,6 +147,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", help="results file stem (default fieldmd, or fieldmd_t<threads>)")
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.size:
@@ -174,7 +176,8 @@ def main() -> None:
         "P3_per_atom_spread": max(per_atom) / min(per_atom),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fieldmd.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    stem = args.name or ("fieldmd" if args.threads == 2 else f"fieldmd_t{args.threads}")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [
         f"# Field-MD step cost ({meta['machine']}, {meta['date']})",
         "",
@@ -194,7 +197,7 @@ def main() -> None:
             f"| {r['us_per_atom_step_field']:.0f} | {r['peak_rss_GiB']:.2f} |"
         )
     lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
-    (RESULTS / "fieldmd.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
