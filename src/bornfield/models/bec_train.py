@@ -89,12 +89,13 @@ def train_bec(
         c = torch.load(ckpt, weights_only=False)
         if c["config"] != config_dict(model.cfg):
             raise BornfieldError(f"{ckpt}: checkpoint of another model or data; use another --out")
-        model.load_state_dict(c["model"])
-        ema.load_state_dict(c["ema"])
-        opt.load_state_dict(c["opt"])
-        sched.load_state_dict(c["sched"])
-        torch.set_rng_state(c["rng"])
         state = c["state"]
+        if state["epoch"] < train_cfg.max_epochs:  # (a finished run only rewrites its card)
+            model.load_state_dict(c["model"])
+            ema.load_state_dict(c["ema"])
+            opt.load_state_dict(c["opt"])
+            sched.load_state_dict(c["sched"])
+            torch.set_rng_state(c["rng"])
         log(f"resuming from epoch {state['epoch']} (best valid MAE {state['best_mae']:.4f} e)")
     valid_batch = collate(valid_g)
     rng = np.random.default_rng(train_cfg.seed + state["epoch"])
