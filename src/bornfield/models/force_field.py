@@ -129,10 +129,10 @@ def train_ff(
     frames = io.read(data) if isinstance(data, str | Path) else list(data)
     require_keys(frames, ["energy", "forces"], source)
     with_stress = all("stress" in a.info for a in frames)
-    if valid is None and int(cfg.valid_fraction * len(frames)) < 1:
+    if valid is None and len(frames) < 2:
         raise BornfieldError(
-            f"{source}: {len(frames)} frames leave no validation frame at valid_fraction "
-            f"{cfg.valid_fraction}; give more frames or a validation file"
+            f"{source}: {len(frames)} frame(s): need at least 2 to hold out a validation frame,"
+            " or a validation file"
         )
     out = Path(out_dir)
     work = out / "mace"
