@@ -639,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--epochs", type=int)
     q.add_argument("--ema-decay", type=float, help="weight averaging (default 0.99; 0: off)")
-    q.add_argument("--batch-size", type=int, help="structures per step (default 4)")
+    q.add_argument("--batch-size", type=int, help="structures per step (default 1)")
     q.add_argument("--lr", type=float, help="initial learning rate (default 5e-3)")
     _add_bec_arch_args(q)
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")

@@ -58,7 +58,7 @@ class BECConfig:
     # 16 channels, 3 layers and vector messages: bench/results/bec_architecture.md
     vector_messages: bool = True
     # each element has its own weights in the per-layer output mix and in the readout (as MACE's
-    # element-dependent product weights): bench/results/bec_architecture.md
+    # element-dependent product weights): bench/results/bec_training.md
     element_linear: bool = True
 
 
@@ -163,6 +163,7 @@ class Interaction(torch.nn.Module):
         w = self.radial(basis).view(-1, c, self.l_max + 1) * s[j][:, :, None]
         parts = [w[:, :, k, None] * sh[k][:, None, :] for k in range(self.l_max + 1)]
         if self.vector_messages:
+            assert prev is not None  # layers after the first get the previous output
             wv = self.radial_v(basis).view(-1, c, 2)
             v1 = prev[:, c : 4 * c].view(-1, c, 3)[j]  # 1o
             v2 = prev[:, 7 * c :].view(-1, c, 5)[j]  # 2e
