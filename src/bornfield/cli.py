@@ -164,7 +164,11 @@ def _cmd_structures(args: argparse.Namespace) -> None:
             frames = snapshots.sparsify(frames, args.sparsify, seed=args.seed)
     elif args.atom is not None:
         amps = [float(x) for x in args.amplitudes.split(",")]
-        frames = g.displacement_scan(base, args.atom, args.direction, amps)
+        frames = [
+            f
+            for i in args.atom.split(",")
+            for f in g.displacement_scan(base, int(i), args.direction, amps)
+        ]
     elif args.n:
         frames = g.perturbed(base, args.n, args.rattle, args.strain, args.seed)
     else:
@@ -766,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rattle", type=float, default=0.05, help="displacement std (Å)")
     q.add_argument("--strain", type=float, default=0.02, help="max strain component")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--atom", type=int, help="single-atom scan: atom index")
+    q.add_argument("--atom", help="single-atom scans: atom indices, comma-separated")
     q.add_argument("--direction", default="z")
     q.add_argument("--amplitudes", default="-0.1,-0.05,0.05,0.1", help="Å, comma-separated")
     q.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import spglib
@@ -50,6 +52,19 @@ def test_input_has_occupied_bands_and_kmesh():
     assert "ndtset 1" in no_bec and "rfelfd" not in no_bec
 
 
+def test_scf_only_runs_use_their_own_kmesh_and_jobs_hash_the_inputs():
+    from bornfield.label.queue import _fingerprint
+
+    cell = [cubic_perovskite()]
+    with_bec = ab.preset("production", kpt_length_scf=7.5)
+    scf = ab.preset("production", kpt_length_scf=7.5, bec=False)
+    assert with_bec.kmesh(cell[0]) == (5, 5, 5) and scf.kmesh(cell[0]) == (2, 2, 2)
+    assert ab.preset("test", bec=False, kpt_length=8.0).kmesh(cell[0]) == (3, 3, 3)
+    # a job resumes when the ABINIT inputs are the same, whatever settings do not enter them
+    assert _fingerprint(cell, with_bec) == _fingerprint(cell, replace(with_bec, kpt_length_scf=9))
+    assert _fingerprint(cell, scf) != _fingerprint(cell, replace(scf, kpt_length_scf=9))
+
+
 def test_unknown_element_and_preset():
     from ase import Atoms
 
@@ -57,3 +72,19 @@ def test_unknown_element_and_preset():
         ab.write_input(Atoms("Cu", cell=np.eye(3) * 3, pbc=True), ab.preset("test"))
     with pytest.raises(Exception, match="unknown preset 'fast'"):
         ab.preset("fast")
+
+
+def test_cli_scans_several_atoms(tmp_path):
+    from bornfield.cli import main
+    from bornfield.data import io
+
+    out = tmp_path / "scan.xyz"
+    args = ["structures", "pnma", "--atom", "0,4", "--amplitudes=-0.1,0.1", "--out", str(out)]
+    assert main(args) == 0
+    frames = io.read(out)
+    base = pnma_catio3()
+    assert [f.info["scan"].split(" (")[0] for f in frames] == ["atom 0"] * 2 + ["atom 4"] * 2
+    np.testing.assert_allclose(frames[3].positions[4] - base.positions[4], [0, 0, 0.1], atol=1e-9)
+    np.testing.assert_allclose(
+        np.delete(frames[3].positions, 4, 0), np.delete(base.positions, 4, 0)
+    )

@@ -19,7 +19,7 @@ from ase import Atoms
 
 from bornfield.data import io
 from bornfield.errors import BornfieldError
-from bornfield.label.abinit import AbinitSettings, LabelError, run_abinit
+from bornfield.label.abinit import AbinitSettings, LabelError, run_abinit, write_input
 
 ID_KEY = "label_id"
 KEEP_FILES = ("run.abi", "run.abo", "log")
@@ -34,11 +34,10 @@ class LabelReport:
 
 
 def _fingerprint(frames: list[Atoms], settings: AbinitSettings) -> str:
-    h = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
+    """Hash of the ABINIT inputs: a job resumes exactly when every input would be the same."""
+    h = hashlib.sha256()
     for a in frames:
-        h.update(
-            a.numbers.tobytes() + a.positions.round(8).tobytes() + a.cell[:].round(8).tobytes()
-        )
+        h.update(write_input(a, settings).encode())
     return h.hexdigest()[:16]
 
 
