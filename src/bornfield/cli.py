@@ -138,12 +138,12 @@ def _cmd_structures(args: argparse.Namespace) -> None:
     if args.supercell:
         base = base.repeat([int(x) for x in args.supercell.split("x")])
     if args.softmode:
+        from bornfield.analysis.dielectric import soft_mode_pattern
         from bornfield.models.force_field import load_calculator
-        from bornfield.report.figures import soft_mode_pattern, softmode_frames
 
         amps = [float(x) for x in args.amplitudes.split(",")]
         pattern = soft_mode_pattern(base, load_calculator(args.softmode, dtype="float64"))
-        frames = softmode_frames(base, amps, pattern)
+        frames = g.softmode_frames(base, amps, pattern)
     elif args.md:
         from bornfield.label import snapshots
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bornfield.label.generators import cubic_perovskite
+from bornfield.analysis.dielectric import soft_mode_pattern
+from bornfield.label.generators import cubic_perovskite, softmode_frames
 from bornfield.models.force_field import load_calculator
-from bornfield.report.figures import fig2b_softmode, soft_mode_pattern, softmode_frames
+from bornfield.report.figures import fig2b_softmode
 
 FF = Path(__file__).resolve().parents[2] / "models/batio3/ff"
 

@@ -406,3 +406,21 @@ def compare(a: dict, b: dict, n_sigma: float = 2.0) -> dict:
     sb = np.asarray(b.get("epsilon_ionic_error", np.zeros((3, 3))))
     z = np.abs(ea - eb) / np.sqrt(sa**2 + sb**2 + 1e-300)
     return {"n_sigma": z.tolist(), "agree": (z < n_sigma).tolist(), "threshold": n_sigma}
+
+
+def soft_mode_pattern(cell: Atoms, ff) -> np.ndarray:
+    """Displacement pattern (N×3, largest component 1) of the softest z-polarized optical Γ mode
+    of ``cell`` under ``ff`` (phonopy force constants), i.e. the polar soft mode."""
+    ph = gamma_force_constants(cell, ff)
+    dm = ph.get_dynamical_matrix_at_q([0, 0, 0]).real
+    dzz = 0.5 * (dm[2::3, 2::3] + dm[2::3, 2::3].T)  # z displacements only (cubic: decoupled)
+    w2, vecs = np.linalg.eigh(dzz)
+    disp = vecs.T / np.sqrt(cell.get_masses())[None, :]
+    for k in np.argsort(w2):
+        d = disp[k]
+        if np.ptp(d) > 0.1 * np.abs(d).max():  # not the rigid (acoustic) translation
+            d = d - np.average(d, weights=cell.get_masses())
+            pattern = np.zeros((len(cell), 3))
+            pattern[:, 2] = d / np.abs(d).max()
+            return pattern * np.sign(pattern[np.argmax(np.abs(d)), 2])
+    raise ValueError("no optical z mode found")

@@ -97,3 +97,14 @@ def displacement_scan(
         a.info["scan"] = f"atom {index} ({a[index].symbol}) {amp:+.4f} A"
         out.append(a)
     return out
+
+
+def softmode_frames(cell: Atoms, amplitudes: Sequence[float], pattern: np.ndarray) -> list[Atoms]:
+    """Copies of ``cell`` displaced by u · pattern (Å) for each amplitude u (Fig 2b)."""
+    out = []
+    for u in amplitudes:
+        a = cell.copy()
+        a.positions += u * pattern
+        a.info["softmode_u"] = float(u)
+        out.append(a)
+    return out

@@ -74,37 +74,6 @@ def fig2a_force_parity(
     return {name: ff_metrics(frames, p) for name, p in preds.items()}
 
 
-def soft_mode_pattern(cell: Atoms, ff) -> np.ndarray:
-    """Displacement pattern (N×3, largest component 1) of the softest z-polarized optical Γ mode
-    of ``cell`` under ``ff`` (phonopy force constants), i.e. the polar soft mode."""
-    from bornfield.analysis.dielectric import gamma_force_constants
-
-    ph = gamma_force_constants(cell, ff)
-    dm = ph.get_dynamical_matrix_at_q([0, 0, 0]).real
-    dzz = 0.5 * (dm[2::3, 2::3] + dm[2::3, 2::3].T)  # z displacements only (cubic: decoupled)
-    w2, vecs = np.linalg.eigh(dzz)
-    disp = vecs.T / np.sqrt(cell.get_masses())[None, :]
-    for k in np.argsort(w2):
-        d = disp[k]
-        if np.ptp(d) > 0.1 * np.abs(d).max():  # not the rigid (acoustic) translation
-            d = d - np.average(d, weights=cell.get_masses())
-            pattern = np.zeros((len(cell), 3))
-            pattern[:, 2] = d / np.abs(d).max()
-            return pattern * np.sign(pattern[np.argmax(np.abs(d)), 2])
-    raise ValueError("no optical z mode found")
-
-
-def softmode_frames(cell: Atoms, amplitudes: Sequence[float], pattern: np.ndarray) -> list[Atoms]:
-    """Copies of ``cell`` displaced by u · pattern (Å) for each amplitude u (Fig 2b)."""
-    out = []
-    for u in amplitudes:
-        a = cell.copy()
-        a.positions += u * pattern
-        a.info["softmode_u"] = float(u)
-        out.append(a)
-    return out
-
-
 def fig2b_softmode(
     ff: Path, cell: Atoms, amplitudes: Sequence[float], path: Path, dft: Sequence[Atoms] = ()
 ) -> dict:
@@ -114,6 +83,8 @@ def fig2b_softmode(
     ``info["softmode_u"]`` (``bornfield structures cubic --softmode FF``); the model is also
     evaluated on exactly those frames and its mean deviation from DFT reported.
     """
+    from bornfield.analysis.dielectric import soft_mode_pattern
+    from bornfield.label.generators import softmode_frames
     from bornfield.models.force_field import load_calculator
 
     calc = load_calculator(ff, dtype="float64")
