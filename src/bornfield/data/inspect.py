@@ -150,12 +150,19 @@ def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = 
     e = np.array([a.info["energy"] / len(a) for a in frames if "energy" in a.info])
     if len(e):
         axes[0].hist(1e3 * (e - e.min()), bins=30, color="C0")
-        axes[0].set_xlabel(f"energy per atom − {e.min():.3f} eV (meV)")
+        axes[0].set_xlabel(f"energy per atom above the lowest ({e.min():.3f} eV), meV")
     else:
-        axes[0].text(0.5, 0.5, "no energies", ha="center")
-    f = [np.linalg.norm(a.arrays["forces"], axis=1) for a in frames if "forces" in a.arrays]
-    if f:
-        axes[1].hist(np.concatenate(f), bins=40, color="C1")
+        axes[0].text(0.5, 0.5, "no energies", ha="center", transform=axes[0].transAxes)
+    with_f = [a for a in frames if "forces" in a.arrays]
+    if with_f:
+        f_sym = np.concatenate([a.get_chemical_symbols() for a in with_f])
+        f = np.concatenate([np.linalg.norm(a.arrays["forces"], axis=1) for a in with_f])
+        bins = np.linspace(0, f.max() or 1.0, 41)
+        for el in dict.fromkeys(f_sym):
+            axes[1].hist(f[f_sym == el], bins=bins, histtype="step", lw=1.5, label=el)
+        axes[1].legend()
+    else:
+        axes[1].text(0.5, 0.5, "no forces", ha="center", transform=axes[1].transAxes)
     axes[1].set_xlabel("|F| (eV/Å)")
     with_z = [a for a in frames if "born_charges" in a.arrays]
     if with_z:
@@ -163,9 +170,12 @@ def plot_summary(frames: Sequence[Atoms], path: str | os.PathLike, title: str = 
         diag = np.concatenate(
             [np.diagonal(a.arrays["born_charges"], axis1=1, axis2=2) for a in with_z]
         )
+        zbins = np.linspace(diag.min() - 0.05, diag.max() + 0.05, 61)  # shared by all elements
         for el in dict.fromkeys(z_sym):
-            axes[2].hist(diag[z_sym == el].ravel(), bins=40, alpha=0.6, label=el)
+            axes[2].hist(diag[z_sym == el].ravel(), bins=zbins, alpha=0.6, label=el)
         axes[2].legend()
+    else:
+        axes[2].text(0.5, 0.5, "no Z* labels", ha="center", transform=axes[2].transAxes)
     axes[2].set_xlabel("diagonal Z* (e)")
     for ax in axes:
         ax.set_ylabel("count")
