@@ -52,8 +52,6 @@ class AbinitSettings:
     # k-mesh n_i = ceil(kpt_length / |a_i|) (Å): 5×5×5 for 5-atom CaTiO3 (Z* 0.06 e from
     # 6×6×6), 4×3×4 for 20-atom Pnma
     kpt_length: float = 18.0
-    # k-point density of runs without Z* (``bec=False``); None: ``kpt_length``
-    kpt_length_scf: float | None = None
     kpt_shift: tuple[float, float, float] = (0.5, 0.5, 0.5)
     extra_bands: int = 2  # bands above the occupied ones, not converged (nbdbuf)
     # tolerances: Z* within 0.002 e of a 1e-12/1e-20/1e-12 reference at 0.37 of its cost
@@ -66,11 +64,8 @@ class AbinitSettings:
     pseudos: dict[str, str] = field(default_factory=lambda: dict(PSEUDOS))
 
     def kmesh(self, atoms: Atoms) -> tuple[int, int, int]:
-        length = self.kpt_length
-        if not self.bec and self.kpt_length_scf is not None:
-            length = self.kpt_length_scf
         lengths = atoms.cell.lengths()
-        return tuple(max(1, math.ceil(length / a - 1e-6)) for a in lengths)  # type: ignore[return-value]
+        return tuple(max(1, math.ceil(self.kpt_length / a - 1e-6)) for a in lengths)  # type: ignore[return-value]
 
 
 PRESETS: dict[str, AbinitSettings] = {
