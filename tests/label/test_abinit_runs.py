@@ -32,6 +32,7 @@ def test_cubic_catio3_born_charges(tmp_path):
     assert 4.5 < atoms.info["epsilon_inf"][0, 0] < 7.5
     prov = json.loads(atoms.info["provenance"])
     assert prov["kmesh"] == [4, 4, 4] and "9.6" in prov["code_version"]
+    assert prov["pseudopotential_note"].startswith("Ca PBE, Ti LDA, O PBE: generated with")
 
 
 def test_forces_are_minus_energy_gradient(tmp_path):

@@ -228,8 +228,11 @@ def run_abinit(
         pseudopotentials={
             s: settings.pseudos[s] for s in dict.fromkeys(atoms.get_chemical_symbols())
         },
-        pseudopotential_note="Ca/O PseudoDojo PBE, Ti/Ba PseudoDojo PW (LDA), Zr HGH: generated "
-        f"with other functionals than the {_functional_name(settings.ixc)} used here",
+        pseudopotential_note=", ".join(
+            f"{s} {_pseudo_functional(settings.pseudos[s])}"
+            for s in dict.fromkeys(atoms.get_chemical_symbols())
+        )
+        + f": generated with other functionals than the {_functional_name(settings.ixc)} used here",
         settings={k: v for k, v in asdict(settings).items() if k != "pseudos"},
         kmesh=list(settings.kmesh(atoms)),
         wall_time_s=round(wall, 1),
@@ -237,6 +240,11 @@ def run_abinit(
     )
     result.info["provenance"] = json.dumps(prov)
     return result
+
+
+def _pseudo_functional(name: str) -> str:
+    """The functional a pseudopotential of abinit-data was generated with, from its file name."""
+    return "PBE" if "_pbe_" in name.lower() else "LDA"  # PseudoDojo pw tables, HGH, Teter: LDA
 
 
 def _functional_name(ixc: int) -> str:
