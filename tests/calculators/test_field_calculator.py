@@ -112,10 +112,36 @@ def test_instantaneous_and_path_polarization():
             assert np.abs(pp - p).max() > 1e-4
 
 
+def test_new_reference_drops_cached_results():
+    atoms, ref, calc = _setup()
+    e_old = atoms.get_potential_energy()
+    calc.set_reference(atoms)  # no displacement from the current geometry: no field energy
+    assert atoms.get_potential_energy() != e_old
+    assert np.abs(calc.results["polarization"]).max() < 1e-12
+
+
+def test_npt_evaluates_the_force_field_once_per_step():
+    """After the first stress request every call brings stress along (MTK asks separately)."""
+    atoms, ref, calc = _setup()
+    calls = []
+    ff_calculate = calc.ff.calculate
+    calc.ff.calculate = lambda *a, **k: calls.append(1) or ff_calculate(*a, **k)
+    atoms.get_forces()
+    atoms.get_stress()  # the first request: one more evaluation at the same geometry
+    n = len(calls)
+    for _ in range(3):
+        atoms.positions[0, 0] += 0.01
+        atoms.get_forces()
+        atoms.get_stress()
+    assert len(calls) - n == 3
+
+
 def test_bad_inputs():
     ref = cubic_perovskite()
     with pytest.raises(BornfieldError, match="field must be 3 finite numbers"):
         FieldCalculator(Springs(ref), _bec(), (0.0, float("nan"), 0.0))
+    with pytest.raises(BornfieldError, match="1e8 V/m is 0.01 V/Å"):
+        FieldCalculator(Springs(ref), _bec(), (0.0, 0.0, 5e7))  # a field in V/m
     with pytest.raises(BornfieldError, match="bec_interval"):
         FieldCalculator(Springs(ref), _bec(), (0, 0, 0), bec_interval=0)
     bto = cubic_perovskite("BaTiO3")

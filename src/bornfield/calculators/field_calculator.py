@@ -25,6 +25,9 @@ from ase.calculators.calculator import Calculator, all_changes
 from bornfield.errors import BornfieldError
 from bornfield.units import E_PER_A2_TO_C_PER_M2
 
+#: largest field accepted (V/Å): 1e10 V/m, far beyond breakdown; catches fields given in V/m
+MAX_FIELD = 1.0
+
 
 def min_image_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> np.ndarray:
     """u = r − r_ref with r_ref = s_ref · cell (current cell), wrapped to the minimum image."""
@@ -75,18 +78,26 @@ class FieldCalculator(Calculator):
         self._last: np.ndarray | None = None  # positions + cell of the last configuration
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (u, Z) of the last call
         self.path_dipole = np.zeros(3)  # Σ ∫ Z*·du, e·Å
+        self.stress_wanted = False  # becomes True at the first stress request
 
     def set_field(self, field: tuple[float, float, float] | np.ndarray) -> None:
         """Change the field (V/Å); cached results are dropped."""
         f = np.asarray(field, dtype=float)
         if f.shape != (3,) or not np.isfinite(f).all():
             raise BornfieldError(f"field must be 3 finite numbers in V/Å, got {field!r}")
+        if np.abs(f).max() > MAX_FIELD:
+            raise BornfieldError(
+                f"field {f.tolist()} V/Å is beyond {MAX_FIELD} V/Å (dielectric breakdown); "
+                "fields are in V/Å: 1e8 V/m is 0.01 V/Å"
+            )
         self.field = f
         self.reset()
 
     def set_reference(self, reference: Atoms) -> None:
+        """Measure displacements from ``reference``; cached results are dropped."""
         self.ref_scaled = reference.get_scaled_positions(wrap=False)
         self._prev, self.path_dipole = None, np.zeros(3)
+        self.reset()
 
     def born_charges(self, atoms: Atoms) -> np.ndarray:
         """Z* for this configuration: recomputed on every ``bec_interval``-th new configuration.
@@ -119,7 +130,10 @@ class FieldCalculator(Calculator):
             self.set_reference(atoms)
         if len(self.ref_scaled) != len(atoms):
             raise BornfieldError("reference structure and atoms differ in length")
-        want_stress = "stress" in properties
+        # once stress is asked for (NpT), every call computes it: MTK asks for forces and then
+        # stress at the same geometry, which would otherwise run the force field twice
+        self.stress_wanted |= "stress" in properties
+        want_stress = self.stress_wanted
         ff_props = ["energy", "forces"] + (["stress"] if want_stress else [])
         self.ff.calculate(atoms, ff_props, system_changes)
         r = self.ff.results
