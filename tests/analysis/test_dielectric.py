@@ -44,6 +44,12 @@ def test_static_relaxation_slope_equals_phonons(crystal):
     p = res["polarization_C_per_m2"]
     assert np.allclose(p["x"], -np.asarray(p["-x"]), atol=1e-8)
     assert np.allclose(res["epsilon"], np.eye(3) + np.asarray(res["epsilon_ionic"]))
+    # "+z" is "z"; the columns of axes without a field are not measured (NaN), not zero
+    one = D.static_response(atoms, fc, fields_V_per_m=(0, 1e7, 2e7), directions=("+z",),
+                            fmax=1e-6, log=lambda s: None)  # fmt: skip
+    eps = np.asarray(one["epsilon_ionic"])
+    assert np.allclose(eps[:, 2], np.asarray(exact)[:, 2], rtol=1e-3, atol=1e-3)
+    assert np.isnan(eps[:, :2]).all() and list(one["polarization_C_per_m2"]) == ["z"]
 
 
 def test_finite_field_and_fluctuation_md_agree_with_phonons(tmp_path):
@@ -81,3 +87,11 @@ def test_direction_vector():
     assert np.allclose(D.direction_vector("-y"), [0, -1, 0])
     with pytest.raises(BornfieldError, match="±x"):
         D.direction_vector("w")
+
+
+def test_observables_without_polarization_are_refused(tmp_path):
+    cols = ["step", "Px_C_m2", "Py_C_m2", "Pz_C_m2"]
+    rows = "\n".join(f"{i},nan,nan,nan" for i in range(20))
+    (tmp_path / "observables.csv").write_text(",".join(cols) + "\n" + rows + "\n")
+    with pytest.raises(BornfieldError, match="observables.csv: no finite polarization"):
+        D.read_observables(tmp_path)

@@ -89,7 +89,8 @@ def static_response(
     log: Callable[[str], None] = print,
 ) -> dict:
     """P(E) by relaxation in a field; ε_ion from the slope of the ``linear_fields`` smallest
-    nonzero fields along +x, +y, +z (averaged with −x, −y, −z where given).
+    nonzero fields along +x, +y, +z (averaged with −x, −y, −z where given; columns of field
+    axes not given are NaN).
 
     ``calc`` is a :class:`~bornfield.calculators.FieldCalculator`; the zero-field relaxed
     structure is its polarization reference, so P(0) = 0. ``rattle`` (Å, seeded) displaces
@@ -116,6 +117,7 @@ def static_response(
     calc.set_reference(base)
     log(f"zero-field relaxation: {n0} steps")
     curves: dict[str, list[list[float]]] = {}
+    directions = [d.lstrip("+") for d in directions]  # "+x" is "x"
     for d in directions:
         vec = direction_vector(d)
         a = base.copy()
@@ -128,9 +130,10 @@ def static_response(
         curves[d] = pol
         log(f"E along {d}: P at {fields[-1]:.3g} V/m = {np.round(pol[-1], 5)} C/m²")
     calc.set_field(np.zeros(3))
-    # slope dP_α/dE_β through the origin over the smallest fields, ±E averaged
+    # slope dP_α/dE_β through the origin over the smallest fields, ±E averaged; NaN for field
+    # axes without runs
     lin = slice(1, 1 + linear_fields)
-    slope = np.zeros((3, 3))
+    slope = np.full((3, 3), np.nan)
     onset: dict[str, float | None] = {}
     for b, axis in enumerate(AXES):
         ests = []
@@ -267,7 +270,12 @@ def read_observables(path: str | Path, discard: float = 0.2) -> dict[str, np.nda
     if data.size < 8:
         raise BornfieldError(f"{path}: only {data.size} rows, too few to average")
     start = int(discard * data.size)
-    return {name: np.asarray(data[name][start:]) for name in data.dtype.names}
+    obs = {name: np.asarray(data[name][start:]) for name in data.dtype.names}
+    if not all(np.isfinite(obs.get(f"P{a}_C_m2", [np.nan])).all() for a in AXES):
+        raise BornfieldError(
+            f"{path}: no finite polarization: the run had no Born-charge model (bornfield md --bec)"
+        )
+    return obs
 
 
 def _blocks(x: np.ndarray) -> tuple[int, bool]:
