@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,12 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert a == b
     ta = (tmp_path / "a" / "trajectory.xyz").read_text()
     assert ta == (tmp_path / "b" / "trajectory.xyz").read_text()
+    # other physics in the same folder is refused, a longer run is not
+    other = _field_calc(ref, field=(0.0, 0.0, 0.03), interval=3)
+    with pytest.raises(BornfieldError, match=r"another run \(field_V_per_A"):
+        run_md(ref, other, cfg, tmp_path / "b", log=lambda m: None)
+    longer = replace(cfg, steps=35)
+    assert run_md(ref, _field_calc(ref, interval=3), longer, tmp_path / "b", log=lambda m: None)
 
 
 def test_npt_holds_target_pressure(tmp_path):
@@ -103,6 +111,13 @@ def test_bad_input(tmp_path):
         run_md(Atoms(cell=np.eye(3), pbc=True), EMT(), MDConfig(), tmp_path)
     with pytest.raises(BornfieldError, match="unknown ensemble"):
         run_md(cubic_perovskite(), EMT(), MDConfig(ensemble="npht"), tmp_path)
+    for bad, match in [
+        (MDConfig(log_interval=0), "log_interval must be >= 1"),
+        (MDConfig(friction=0.0), "friction must be > 0"),
+        (MDConfig(ramp=(300.0, 100.0, -5.0)), "rate > 0"),
+    ]:
+        with pytest.raises(BornfieldError, match=match):
+            run_md(cubic_perovskite(), EMT(), bad, tmp_path)
 
 
 @pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nhc", "npt"])

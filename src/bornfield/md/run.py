@@ -69,6 +69,14 @@ class MDConfig:
             raise BornfieldError(f"{self.ensemble} needs a temperature above 0 K")
         if self.timestep <= 0 or self.steps < 0:
             raise BornfieldError("timestep must be > 0 and steps >= 0")
+        for name in ("log_interval", "traj_interval", "checkpoint_interval"):
+            if getattr(self, name) < 1:
+                raise BornfieldError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("friction", "taut", "taup"):
+            if not getattr(self, name) > 0:
+                raise BornfieldError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.ramp is not None and not (self.ramp[2] > 0 and min(self.ramp[:2]) > 0):
+            raise BornfieldError(f"ramp T0:T1:rate needs T0, T1 > 0 K and rate > 0: {self.ramp}")
 
 
 def _integrator(atoms: Atoms, cfg: MDConfig, rng: np.random.Generator):
@@ -104,6 +112,23 @@ def _set_temperature(dyn, t: float) -> None:
             getattr(dyn, part)._kT = kt
     if hasattr(dyn, "_kT"):
         dyn._kT = kt
+
+
+#: settings a resumed run may change: its length and the blow-up thresholds
+RESUMABLE_CHANGES = ("steps", "max_force", "min_distance", "max_volume_change")
+
+
+def _check_same_run(path: Path, meta: dict) -> None:
+    """Refuse to resume a checkpoint under other physics (ensemble, field, timestep, ...)."""
+    old = json.loads(path.read_text())
+    diff = [k for k in sorted(set(old) | set(meta)) if k not in RESUMABLE_CHANGES
+            and old.get(k) != meta.get(k)]  # fmt: skip
+    if diff:
+        changes = ", ".join(f"{k} {old.get(k)} -> {meta.get(k)}" for k in diff)
+        raise BornfieldError(
+            f"{path.parent}: holds a checkpoint of another run ({changes}); "
+            "resume with the same settings or use another output folder"
+        )
 
 
 def _state_of(obj) -> dict:
@@ -192,6 +217,9 @@ def run_md(
     meta = asdict(cfg)
     if getattr(calc, "field", None) is not None:
         meta["field_V_per_A"] = [float(x) for x in calc.field]
+    meta = json.loads(json.dumps(meta))  # tuples as lists, as read back
+    if (out / CHECKPOINT).exists() and (out / "config.json").exists():
+        _check_same_run(out / "config.json", meta)
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     atoms = atoms.copy()
     atoms.calc = calc
