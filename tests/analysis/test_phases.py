@@ -49,6 +49,8 @@ def test_no_transition_in_noise_gives_wide_error():
 def test_bad_input():
     with pytest.raises(BornfieldError, match="one temperature per frame"):
         P.analyze_heating([pnma_catio3()], [300, 400])
+    with pytest.raises(BornfieldError, match="window must be >= 1"):
+        P.analyze_heating([pnma_catio3()], [300], window=0)
 
 
 def test_polar_order_parameter():
@@ -59,5 +61,12 @@ def test_polar_order_parameter():
     polar = cubic.copy()
     polar.positions[np.array(polar.get_chemical_symbols()) == "Ti", 2] += 0.1
     assert np.allclose(P.polar_displacement(polar), [0, 0, 0.1], atol=1e-9)
+    # Ti 0.3 Å off: apical O at 1.7 and 2.3 Å; a cutoff that loses one of them is refused
+    # rather than averaged over an incomplete cage (5 O would give 0.3 + 2.3/5 Å)
+    far = cubic.copy()
+    far.positions[np.array(far.get_chemical_symbols()) == "Ti", 2] += 0.3
+    assert np.allclose(P.polar_displacement(far), [0, 0, 0.3], atol=1e-9)
+    with pytest.raises(BornfieldError, match="no Ti with O neighbours within 2.2"):
+        P.polar_displacement(far, cutoff=2.2)
     with pytest.raises(BornfieldError, match="order parameter"):
         P.analyze_heating([polar] * 8, [300] * 8, order_parameter="spin")

@@ -114,9 +114,10 @@ def polar_displacement(
     sym = np.array(atoms.get_chemical_symbols())
     shifts = []
     for b in np.flatnonzero(sym == b_site):
-        mine = (i == b) & (sym[j] == x_site)
-        if mine.sum() >= 4:
-            shifts.append(-d[mine].mean(0))  # B − centroid of its O cage
+        mine = np.flatnonzero((i == b) & (sym[j] == x_site))
+        if len(mine) >= 6:  # the octahedron: its 6 nearest; an incomplete cage would bias it
+            near = mine[np.argsort(np.linalg.norm(d[mine], axis=1))[:6]]
+            shifts.append(-d[near].mean(0))  # B − centroid of its O cage
     if not shifts:
         raise BornfieldError(f"no {b_site} with {x_site} neighbours within {cutoff} Å")
     return np.mean(shifts, axis=0)
@@ -129,8 +130,9 @@ def transition_temperature(
 
     The model is two straight lines that meet at Tc (ordered phase below, disordered above);
     Tc is scanned over the data range (10 % margins), the error comes from refitting with
-    resampled residuals; ``significant`` says whether the kink beats a single straight line
-    (F-test, p < 1e-3): if not, no transition is resolved in the range.
+    residuals resampled in blocks (points in time order, e.g. along a ramp); ``significant``
+    says whether the kink beats a single straight line (F-test, p < 1e-3, optimistic since Tc
+    is fitted): if not, no transition is resolved in the range.
     """
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -153,14 +155,24 @@ def transition_temperature(
     _, tc, coef = fit(y)
     x = np.stack([np.ones_like(t), np.minimum(t - tc, 0), np.maximum(t - tc, 0)], 1)
     resid = y - x @ coef
+    # moving-block bootstrap: frames along a ramp are correlated in time, so residuals are
+    # resampled in blocks of 4 autocorrelation times (at most a quarter of the run)
+    from bornfield.analysis.stats import block_size
+
+    n = len(t)
+    block = min(block_size(resid), max(1, n // 4))
     rng = np.random.default_rng(seed)
-    boots = [fit(x @ coef + rng.choice(resid, len(resid)))[1] for _ in range(n_boot)]
+
+    def resample() -> np.ndarray:
+        starts = rng.integers(0, n - block + 1, -(-n // block))
+        return np.concatenate([resid[s : s + block] for s in starts])[:n]
+
+    boots = [fit(x @ coef + resample())[1] for _ in range(n_boot)]
     # is a kink needed at all? F-test of the hinge (4 parameters) against one line (2)
     from scipy.stats import f as f_dist
 
     line = np.polyfit(t, y, 1)
     sse1, sse2 = float(((np.polyval(line, t) - y) ** 2).sum()), float((resid**2).sum())
-    n = len(t)
     f_stat = (sse1 - sse2) / 2 / max(sse2 / (n - 4), 1e-300)
     p_value = float(f_dist.sf(f_stat, 2, n - 4))
     return {
@@ -192,6 +204,8 @@ def analyze_heating(
         raise BornfieldError(f"order parameter must be tilt, polar or lattice: {order_parameter!r}")
     if len(frames) != len(frame_temperatures):
         raise BornfieldError("one temperature per frame needed")
+    if window < 1:
+        raise BornfieldError(f"window must be >= 1 frame, got {window}")
     if len(frames) < window:
         raise BornfieldError(f"{len(frames)} frames, fewer than one window of {window}")
     mult = pseudocubic_multiples(frames[0])
