@@ -356,7 +356,9 @@ def finite_field_epsilon(
         eps_ion[:, b] = (w * cols).sum(0) / w.sum(0)
         eps_err[:, b] = 1.0 / np.sqrt(w.sum(0))
         if len(rows) > 1:
-            dev = np.abs(cols[:, b] - eps_ion[b, b]) / np.sqrt(errs[:, b] ** 2 + eps_err[b, b] ** 2)
+            # a run's deviation from a weighted mean that includes it: variance σ_i² − σ_mean²
+            var = np.maximum(errs[:, b] ** 2 - eps_err[b, b] ** 2, 1e-300)
+            dev = np.abs(cols[:, b] - eps_ion[b, b]) / np.sqrt(var)
             linear[AXES[b]] = bool((dev < agree_sigma).all())
         else:
             linear[AXES[b]] = None
