@@ -439,6 +439,18 @@ def _cmd_dielectric_md(args: argparse.Namespace) -> None:
     zero = D.read_observables(args.zero, args.discard)
     res = {"fluctuation": D.fluctuation_epsilon(zero, eps_inf=eps_inf)}
     if args.runs:
+
+        def reference_of(run: str) -> str | None:
+            cfg = Path(run) / "config.json"
+            return json.loads(cfg.read_text()).get("reference_sha256") if cfg.exists() else None
+
+        ref0 = reference_of(args.zero)
+        for r in args.runs:
+            if reference_of(r) != ref0:
+                raise BornfieldError(
+                    f"{r}: measures P from another reference structure than {args.zero}; "
+                    "start the zero-field and field runs from one structure"
+                )
         runs = [(field_of(r), D.read_observables(r, args.discard)) for r in args.runs]
         res["finite_field"] = D.finite_field_epsilon(zero, runs, eps_inf=eps_inf, paired=True)
         res["agreement"] = D.compare(res["finite_field"], res["fluctuation"])

@@ -61,6 +61,14 @@ def test_dielectric_md_cli(tmp_path):
     assert np.isfinite(res["finite_field"]["epsilon_ionic"][0][0])
     r = run_cli("dielectric", "md", "--zero", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "no observables" in r.stderr
+    # a field run measured from another structure cannot be paired with the zero-field one
+    moved = atoms.copy()
+    moved.positions[0, 0] += 0.05
+    short = MDConfig(temperature=100, steps=20, log_interval=2, traj_interval=10**6)
+    fc = FieldCalculator(calc, z, field=(0.02, 0, 0))
+    run_md(moved, fc, short, tmp_path / "Ex_moved", log=lambda s: None)
+    r = run_cli("dielectric", "md", "--zero", str(tmp_path / "E0"), str(tmp_path / "Ex_moved"))
+    assert r.returncode == 2 and "another reference structure" in r.stderr
 
 
 def test_phases_cli_on_a_planted_transition(tmp_path):

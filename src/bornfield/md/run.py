@@ -114,6 +114,13 @@ def _set_temperature(dyn, t: float) -> None:
         dyn._kT = kt
 
 
+def reference_hash(ref_scaled: np.ndarray) -> str:
+    """Short hash of a polarization reference (scaled positions to 1e-8)."""
+    import hashlib
+
+    return hashlib.sha256(np.round(ref_scaled, 8).tobytes()).hexdigest()[:16]
+
+
 #: settings a resumed run may change: its length and the blow-up thresholds
 RESUMABLE_CHANGES = ("steps", "max_force", "min_distance", "max_volume_change")
 
@@ -214,17 +221,19 @@ def run_md(
         raise BornfieldError("empty structure: no atoms to simulate")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if hasattr(calc, "set_reference") and getattr(calc, "ref_scaled", None) is None:
+        calc.set_reference(atoms)
     meta = asdict(cfg)
     if getattr(calc, "field", None) is not None:
         meta["field_V_per_A"] = [float(x) for x in calc.field]
+    if getattr(calc, "ref_scaled", None) is not None:  # P is measured from this structure
+        meta["reference_sha256"] = reference_hash(calc.ref_scaled)
     meta = json.loads(json.dumps(meta))  # tuples as lists, as read back
     if (out / CHECKPOINT).exists() and (out / "config.json").exists():
         _check_same_run(out / "config.json", meta)
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     atoms = atoms.copy()
     atoms.calc = calc
-    if hasattr(calc, "set_reference") and getattr(calc, "ref_scaled", None) is None:
-        calc.set_reference(atoms)
     rng = np.random.default_rng(cfg.seed)
     obs, traj, ckpt = out / "observables.csv", out / "trajectory.xyz", out / CHECKPOINT
     step = 0
