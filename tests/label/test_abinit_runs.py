@@ -10,6 +10,7 @@ from helpers import run_cli
 
 from bornfield.data import io
 from bornfield.label import label_structures, preset, run_abinit
+from bornfield.label.abinit import CHECKPOINT, LabelError
 from bornfield.label.generators import cubic_perovskite, perturbed
 
 pytestmark = pytest.mark.abinit
@@ -49,6 +50,23 @@ def test_forces_are_minus_energy_gradient(tmp_path):
     fd = -(energies[0] - energies[1]) / (2 * h)
     assert abs(f0) > 0.05
     assert fd == pytest.approx(f0, abs=5e-3)
+
+
+def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):
+    """A kill mid-SCF loses at most one checkpoint interval; the result is the uninterrupted one."""
+    settings = preset("test", bec=False, kpt_length=8.0, tolvrs_scf=1e-12)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.0, seed=3)
+    ref = run_abinit(atoms, settings, tmp_path / "ref", nprocs=1)
+    t_ref = json.loads(ref.info["provenance"])["wall_time_s"]
+    every = t_ref / 4
+    with pytest.raises(LabelError, match="exceeded"):  # a kill after at least one checkpoint
+        run_abinit(atoms, settings, tmp_path / "run", 1, timeout=0.7 * t_ref, checkpoint_s=every)
+    assert (tmp_path / "run" / CHECKPOINT).exists()
+    got = run_abinit(atoms, settings, tmp_path / "run", nprocs=1, checkpoint_s=every)
+    assert json.loads(got.info["provenance"])["resumed_from_checkpoint"]
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-4)
+    assert got.info["energy"] == pytest.approx(ref.info["energy"], abs=1e-5)
 
 
 def test_resume_after_interruption_and_failure_is_recorded(tmp_path):
