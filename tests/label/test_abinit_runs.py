@@ -62,6 +62,7 @@ def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):
     with pytest.raises(LabelError, match="exceeded"):  # a kill after at least one checkpoint
         run_abinit(atoms, settings, tmp_path / "run", 1, timeout=0.7 * t_ref, checkpoint_s=every)
     assert (tmp_path / "run" / CHECKPOINT).exists()
+    assert (tmp_path / "run" / f"{CHECKPOINT}.input").read_text().startswith("# bornfield")
     got = run_abinit(atoms, settings, tmp_path / "run", nprocs=1, checkpoint_s=every)
     assert json.loads(got.info["provenance"])["resumed_from_checkpoint"]
     assert not (tmp_path / "run" / CHECKPOINT).exists()

@@ -201,8 +201,11 @@ def run_abinit(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    stamp = workdir / f"{CHECKPOINT}.input"  # the input the checkpoint belongs to
+    if stamp.exists() and stamp.read_text() != write_input(atoms, settings):
+        (workdir / CHECKPOINT).unlink(missing_ok=True)  # another structure or other settings
     for old in workdir.iterdir():  # ABINIT never overwrites: a stale run must go
-        if old.name != CHECKPOINT:
+        if old.name not in (CHECKPOINT, stamp.name):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
     resumed = (workdir / CHECKPOINT).exists()
     restarts, scf_steps = 0, 0
@@ -212,18 +215,22 @@ def run_abinit(
         scf_steps += _scf_steps(text)
         if EXIT_REQUESTED not in text:
             break
+        if not (workdir / "runo_DS1_WFK").exists():
+            raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {workdir}")
+        stamp.write_text(write_input(atoms, settings))
         os.replace(workdir / "runo_DS1_WFK", workdir / CHECKPOINT)
         restarts += 1
         if scf_steps > settings.nstep + 3 * restarts:  # a restart costs about two steps
             raise LabelError(f"SCF not converged in {scf_steps} steps (see {workdir})")
         for old in workdir.iterdir():
-            if old.name != CHECKPOINT:
+            if old.name not in (CHECKPOINT, stamp.name):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
     wall = time.perf_counter() - t0
     abo = workdir / "run.abo"
     if "not enough SCF cycles to converge" in text:
         raise LabelError(f"SCF not converged in nstep={settings.nstep} (see {abo})")
     (workdir / CHECKPOINT).unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
     labelled = read_abinit_output(abo)
     result = atoms.copy()
     result.calc = None
