@@ -201,30 +201,27 @@ def run_abinit(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    abi = write_input(atoms, settings)
     stamp = workdir / f"{CHECKPOINT}.input"  # the input the checkpoint belongs to
-    if stamp.exists() and stamp.read_text() != write_input(atoms, settings):
+    if stamp.exists() and stamp.read_text() != abi:
         (workdir / CHECKPOINT).unlink(missing_ok=True)  # another structure or other settings
-    for old in workdir.iterdir():  # ABINIT never overwrites: a stale run must go
-        if old.name not in (CHECKPOINT, stamp.name):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    _clear(workdir, keep=(CHECKPOINT, stamp.name))  # ABINIT never overwrites: a stale run must go
     resumed = (workdir / CHECKPOINT).exists()
     restarts, scf_steps = 0, 0
     t0 = time.perf_counter()
     while True:
-        text = _abinit_once(atoms, settings, workdir, nprocs, checkpoint_s, t0, timeout)
+        text = _abinit_once(abi, workdir, nprocs, checkpoint_s, t0, timeout)
         scf_steps += _scf_steps(text)
         if EXIT_REQUESTED not in text:
             break
         if not (workdir / "runo_DS1_WFK").exists():
             raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {workdir}")
-        stamp.write_text(write_input(atoms, settings))
+        stamp.write_text(abi)
         os.replace(workdir / "runo_DS1_WFK", workdir / CHECKPOINT)
         restarts += 1
         if scf_steps > settings.nstep + 3 * restarts:  # a restart costs about two steps
             raise LabelError(f"SCF not converged in {scf_steps} steps (see {workdir})")
-        for old in workdir.iterdir():
-            if old.name not in (CHECKPOINT, stamp.name):
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        _clear(workdir, keep=(CHECKPOINT, stamp.name))
     wall = time.perf_counter() - t0
     abo = workdir / "run.abo"
     if "not enough SCF cycles to converge" in text:
@@ -265,17 +262,24 @@ def run_abinit(
     return result
 
 
+def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
+    """Remove everything in ``workdir`` but the names in ``keep``."""
+    for p in workdir.iterdir():
+        if p.name not in keep:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def _abinit_once(
-    atoms: Atoms,
-    settings: AbinitSettings,
+    abi: str,
     workdir: Path,
     nprocs: int,
     checkpoint_s: float,
     t_start: float,
     timeout: float | None,
 ) -> str:
-    """One ABINIT run (from the checkpoint when there is one); returns the .abo text."""
-    text = write_input(atoms, settings) + "chkexit 1\n"
+    """One ABINIT run of input ``abi`` (from the checkpoint when there is one); returns the .abo
+    text."""
+    text = abi + "chkexit 1\n"
     if (workdir / CHECKPOINT).exists():
         text += f'getwfk_filepath1 "{CHECKPOINT}"\n'
     (workdir / "run.abi").write_text(text)
