@@ -77,6 +77,20 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert run_md(ref, _field_calc(ref, interval=3), longer, tmp_path / "b", log=lambda m: None)
 
 
+def test_langevin_keeps_centre_of_mass(tmp_path):
+    ref = cubic_perovskite().repeat((2, 1, 1))
+    cfg = MDConfig(ensemble="langevin", temperature=600, timestep=1.0, steps=200, seed=3,
+                   friction=0.05, log_interval=50, traj_interval=200)  # fmt: skip
+    run_md(ref, _field_calc(ref), cfg, tmp_path, log=lambda m: None)
+    from ase.io import read
+
+    last = read(tmp_path / "trajectory.xyz", index=-1)
+    shift = last.get_center_of_mass() - ref.get_center_of_mass()
+    assert np.abs(shift).max() < 1e-8
+    moved = np.abs(last.positions - ref.positions).max()
+    assert moved > 0.05  # the atoms did move
+
+
 def test_npt_holds_target_pressure(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat(3)  # starts compressed
     cfg = MDConfig(ensemble="npt", temperature=300, pressure=1.0, timestep=2.0, steps=1500,

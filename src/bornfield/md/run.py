@@ -234,6 +234,13 @@ def run_md(
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     atoms = atoms.copy()
     atoms.calc = calc
+    if cfg.ensemble == "langevin":
+        # Langevin's random forces move the centre of mass; P = Σ Z*·u is blind to that (ASR)
+        # only until an atom wraps by a cell vector. FixCom keeps it still (ASE's replacement for
+        # the deprecated fixcm=True) and takes its 3 degrees of freedom out of the temperature.
+        from ase.constraints import FixCom
+
+        atoms.set_constraint(FixCom())
     rng = np.random.default_rng(cfg.seed)
     obs, traj, ckpt = out / "observables.csv", out / "trajectory.xyz", out / CHECKPOINT
     step = 0
