@@ -234,10 +234,12 @@ def run_md(
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     atoms = atoms.copy()
     atoms.calc = calc
-    if cfg.ensemble == "langevin":
+    if cfg.ensemble in ("langevin", "bussi"):
         # Langevin's random forces move the centre of mass; P = Σ Z*·u is blind to that (ASR)
         # only until an atom wraps by a cell vector. FixCom keeps it still (ASE's replacement for
-        # the deprecated fixcm=True) and takes its 3 degrees of freedom out of the temperature.
+        # the deprecated fixcm=True) and takes its 3 degrees of freedom out of the temperature
+        # and out of Bussi's target kinetic energy (5 % at 20 atoms). ASE's Nosé-Hoover chains
+        # and MTK NpT refuse constraints.
         from ase.constraints import FixCom
 
         atoms.set_constraint(FixCom())
