@@ -6,6 +6,7 @@ timed (the minimum over interleaved rounds) for:
   bare_mace   MACE (float32) alone through mace-torch's MACECalculator (for the lean gain)
   field_k1    FieldCalculator: MACE + Z* model every step (float32)
   field_kK    FieldCalculator with Z* refreshed every K steps
+  field_npt_kK the field calculator under MTK NpT (forces and stress every step)
   composite   the paper-style composite: mace-torch MACECalculator (its default float64) plus a
               separate Z* model (float64) evaluated every step through ASE
 Ratios are taken within one process run; every configuration is timed once per round and the
@@ -43,25 +44,34 @@ def cell_of(n_atoms: int):
     return a
 
 
-def _dynamics(atoms, calc):
+def _dynamics(atoms, calc, ensemble: str = "langevin"):
     from ase import units
     from ase.md.langevin import Langevin
+    from ase.md.nose_hoover_chain import MTKNPT
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     a = atoms.copy()
     a.calc = calc
     rng = np.random.default_rng(0)
     MaxwellBoltzmannDistribution(a, temperature_K=300, rng=rng)
-    dyn = Langevin(a, timestep=2 * units.fs, temperature_K=300, friction=0.01 / units.fs,
-                   fixcm=False, rng=rng)  # fmt: skip
+    if ensemble == "npt":  # as `bornfield md --ensemble npt`: MTK, all cell degrees of freedom
+        dyn = MTKNPT(a, timestep=2 * units.fs, temperature_K=300, pressure_au=0.0,
+                     tdamp=100 * units.fs, pdamp=1000 * units.fs)  # fmt: skip
+    else:
+        dyn = Langevin(a, timestep=2 * units.fs, temperature_K=300, friction=0.01 / units.fs,
+                       fixcm=False, rng=rng)  # fmt: skip
     dyn.run(3)  # warm-up
     return dyn
 
 
-def time_interleaved(atoms, calcs: dict, steps: dict, repeats: int) -> dict:
+def time_interleaved(atoms, calcs: dict, steps: dict, repeats: int, npt: set = frozenset()) -> dict:
     """Seconds per MD step of each calculator: the minimum over ``repeats`` rounds, each round
-    timing every calculator in turn, so that slow phases of a shared machine hit all alike."""
-    dyns = {name: _dynamics(atoms, calc) for name, calc in calcs.items()}
+    timing every calculator in turn, so that slow phases of a shared machine hit all alike.
+    Calculators named in ``npt`` run under MTK NpT, the others under Langevin NVT."""
+    dyns = {
+        name: _dynamics(atoms, calc, "npt" if name in npt else "langevin")
+        for name, calc in calcs.items()
+    }
     best = dict.fromkeys(calcs, np.inf)
     for _ in range(repeats):
         for name, dyn in dyns.items():
@@ -124,8 +134,10 @@ def worker(args) -> dict:
             ff64, BECCalculator(load_model(args.bec, dtype=torch.float64)), field
         ),
     }
+    calcs[f"field_npt_k{args.k}"] = FieldCalculator(ff32, bec32, field, bec_interval=args.k)
     n = {name: steps for name in calcs} | {"composite": max(2, steps // 2)}
-    for name, t in time_interleaved(atoms, calcs, n, args.repeats).items():
+    npt = {f"field_npt_k{args.k}"}
+    for name, t in time_interleaved(atoms, calcs, n, args.repeats, npt).items():
         out[f"{name}_s"] = t
     from bornfield.models.bec import predict_bec
 
@@ -168,6 +180,7 @@ def main() -> None:
         r["P2_composite_over_field_k1"] = r["composite_s"] / r["field_k1_s"]
         r[f"P2_composite_over_field_k{args.k}"] = r["composite_s"] / r[k]
         r["us_per_atom_step_field"] = 1e6 * r[k] / r["n_atoms"]
+        r[f"npt_over_nvt_k{args.k}"] = r[f"field_npt_k{args.k}_s"] / r[k]
     per_atom = [r["us_per_atom_step_field"] for r in rows]
     meta = {
         "machine": f"{platform.node()}, {platform.machine()}, {args.threads} torch threads",
@@ -184,8 +197,9 @@ def main() -> None:
         meta["system"] + f"; Z* refresh interval k = {args.k}.",
         "",
         f"| atoms | bare (ms) | MACECalculator (ms) | field k=1 (ms) | field k={args.k} (ms) | composite (ms) | Z* predict (ms) "
-        f"| P1 k=1 | P1 k={args.k} | P2 vs k=1 | P2 vs k={args.k} | µs/atom/step | peak RSS (GiB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| P1 k=1 | P1 k={args.k} | P2 vs k=1 | P2 vs k={args.k} | µs/atom/step | peak RSS (GiB) "
+        f"| NpT field k={args.k} (ms) | NpT / NVT |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -194,7 +208,8 @@ def main() -> None:
             f"| {1e3 * r['composite_s']:.0f} | {1e3 * r['bec_predict_s']:.0f} "
             f"| {r['P1_field_k1_over_bare']:.2f} | {r[f'P1_field_k{args.k}_over_bare']:.2f} "
             f"| {r['P2_composite_over_field_k1']:.2f} | {r[f'P2_composite_over_field_k{args.k}']:.2f} "
-            f"| {r['us_per_atom_step_field']:.0f} | {r['peak_rss_GiB']:.2f} |"
+            f"| {r['us_per_atom_step_field']:.0f} | {r['peak_rss_GiB']:.2f} "
+            f"| {1e3 * r[f'field_npt_k{args.k}_s']:.0f} | {r[f'npt_over_nvt_k{args.k}']:.2f} |"
         )
     lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")

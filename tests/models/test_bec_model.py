@@ -113,3 +113,12 @@ def test_training_lowers_error_and_resumes(tmp_path):
     save_model(model, tmp_path / "copy.pt")
     z1 = predict_bec(load_model(tmp_path / "copy.pt"), frames[5])
     np.testing.assert_allclose(z1, predict_bec(model, frames[5]), atol=1e-6)
+
+
+def test_old_model_format_is_refused(tmp_path):
+    from bornfield.errors import BornfieldError
+
+    payload = {"config": {"elements": ["O"]}, "state_dict": {}, "meta": {}}  # format 1: no key
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(BornfieldError, match="old.pt: Born-charge model file format 1.*retrain"):
+        load_model(tmp_path / "old.pt")

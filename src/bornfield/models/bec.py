@@ -17,6 +17,8 @@ from bornfield.errors import BornfieldError
 from bornfield.models.bec_model import BECConfig, BECModel, config_dict
 
 MODEL_FILE = "bec.pt"
+#: model file layout: 2 = the fused irreps layers of 2026-11-26 (1 = e3nn Linear/TensorProduct)
+FORMAT = 2
 
 
 @dataclass
@@ -86,6 +88,7 @@ def save_model(model: BECModel, path: str | Path, meta: dict | None = None) -> N
 
     path = Path(path)
     payload = {
+        "format": FORMAT,
         "config": config_dict(model.cfg),
         "state_dict": model.state_dict(),
         "meta": meta or {},
@@ -105,16 +108,20 @@ def load_model(
         raise BornfieldError(f"{path}: no such Born-charge model file")
     try:
         payload = torch.load(path, map_location=device, weights_only=False)
+        fmt = payload.get("format", 1)
         cfg = dict(payload["config"])
-        cfg["elements"] = tuple(cfg["elements"])
-        cfg.setdefault("vector_messages", False)  # files from before the options
-        cfg.setdefault("element_linear", False)
-        model = BECModel(BECConfig(**cfg))
-        state = payload["state_dict"]
-        # files from before 2026-11-26 carry an unused vector-message radial net in layer 1
-        state = {k: v for k, v in state.items() if not k.startswith("layers.0.radial_v.")}
-        model.load_state_dict(state)
     except Exception as exc:  # unpickling errors come in many types
+        raise BornfieldError(f"{path}: not a bornfield Born-charge model ({exc})") from None
+    if fmt != FORMAT:
+        raise BornfieldError(
+            f"{path}: Born-charge model file format {fmt}, this bornfield reads {FORMAT}"
+            " (format 1: e3nn Linear layers, before 2026-11-26); retrain it with `train bec`"
+        )
+    try:
+        cfg["elements"] = tuple(cfg["elements"])
+        model = BECModel(BECConfig(**cfg))
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:
         raise BornfieldError(f"{path}: not a bornfield Born-charge model ({exc})") from None
     return model.to(device=device, dtype=dtype).eval()
 

@@ -4,11 +4,15 @@ Per atom it predicts a 0e + 1e + 2e feature, turned into the Cartesian 3×3 tens
 ``Z[atom, field dir, displacement dir]`` (Z* = 1o ⊗ 1o is not symmetric: the 1e part is its
 antisymmetric half). The acoustic sum rule holds exactly: the per-structure mean is subtracted.
 
-Design, chosen for CPU speed (see bench/): messages carry only scalar features, so every
-per-edge operation is an outer product radial(r) · s_j · Y_lm(r̂) — no per-edge tensor product;
+Design, chosen for CPU speed (see bench/): messages are outer products radial(r) · s_j · Y_lm(r̂)
+(plus, after the first layer, radial-weighted neighbour vectors) — no per-edge tensor product;
 the equivariant coupling (1o × 1o → 1e, 2e × 2e → 2e, ...) happens once per atom in a
 channel-wise ("uuu") tensor product of two linear mixes of the aggregated features, as in
-MACE's product basis. Positions enter differentiably, so dZ*/dR is available by autograd.
+MACE's product basis. Features are kept as a few (N, channels, 2l+1) tensors and every layer is
+a handful of einsums (e3nn supplies the Wigner 3j symbols and the Cartesian change of basis):
+e3nn's ``Linear``/``TensorProduct`` modules issue hundreds of tiny ops per call, which made the
+network dispatch-bound on CPU. Positions enter differentiably, so dZ*/dR is available by
+autograd.
 """
 
 from __future__ import annotations
@@ -87,93 +91,156 @@ class BesselBasis(torch.nn.Module):
         )
 
 
-class ElementLinear(torch.nn.Module):
-    """An e3nn ``Linear`` with its own weights for each element (still equivariant)."""
+#: irreps of the per-atom features, c channels each; a feature is a dict irrep → (N, c, 2l+1)
+IRREPS_A = ("0e", "1o", "2e")  # the aggregated messages (spherical harmonics l = 0, 1, 2)
+IRREPS_OUT = ("0e", "1o", "1e", "2e")  # each layer's output
+IRREPS_Z = ("0e", "1e", "2e")  # Z* = 1o ⊗ 1o in e3nn's CartesianTensor("ij") order
 
-    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, n_elements: int):
+
+def _dim(ir: str) -> int:
+    return 2 * int(ir[0]) + 1
+
+
+def _offsets(irreps: tuple[str, ...]) -> dict[str, slice]:
+    out, k = {}, 0
+    for ir in irreps:
+        out[ir] = slice(k, k + _dim(ir))
+        k += _dim(ir)
+    return out
+
+
+class IrrepsLinear(torch.nn.Module):
+    """Channel mixing within each irrep (equivariant), optionally with one weight set per element.
+
+    ``x`` maps irrep → (N, channels_in, 2l+1); weights are N(0, 1) and scaled by 1/√fan-in in the
+    forward pass, as e3nn's ``Linear``. One einsum per output irrep: e3nn's ``Linear`` issues
+    several small ops per path, and per element, which made the model dispatch-bound on CPU.
+    """
+
+    def __init__(self, irreps_in: dict[str, int], irreps_out: dict[str, int], n_elements: int = 0):
         super().__init__()
-        self.lins = torch.nn.ModuleList(o3.Linear(irreps_in, irreps_out) for _ in range(n_elements))
-        self.dim_out = o3.Irreps(irreps_out).dim
+        self.per_element = n_elements > 0
+        lead = (n_elements,) if self.per_element else ()
+        self.weights = torch.nn.ParameterDict(
+            {
+                ir: torch.nn.Parameter(torch.randn(*lead, irreps_in[ir], c_out))
+                for ir, c_out in irreps_out.items()
+                if ir in irreps_in
+            }
+        )
+        self.scale = {ir: irreps_in[ir] ** -0.5 for ir in self.weights}
 
-    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(x.shape[0], self.dim_out)
-        for e, lin in enumerate(self.lins):
-            mask = species == e
-            out = out.index_put((mask,), lin(x[mask]))
+    def forward(self, x: dict[str, torch.Tensor], species: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for ir, w in self.weights.items():
+            xt = x[ir].transpose(1, 2)  # (N, 2l+1, channels_in)
+            if self.per_element:  # every element's weights in one matmul, then pick per atom
+                n_el, c_in, c_out = w.shape
+                y = (xt @ w.transpose(0, 1).reshape(c_in, n_el * c_out)).unflatten(2, (n_el, -1))
+                onehot = torch.nn.functional.one_hot(species, n_el).to(y.dtype)
+                y = torch.einsum("nmeo,ne->nom", y, onehot)
+            else:
+                y = (xt @ w).transpose(1, 2)
+            out[ir] = y * self.scale[ir]
         return out
 
 
-def _linear(irreps_in: o3.Irreps, irreps_out: o3.Irreps, cfg: BECConfig) -> torch.nn.Module:
-    if cfg.element_linear:
-        return ElementLinear(irreps_in, irreps_out, len(cfg.elements))
-    return o3.Linear(irreps_in, irreps_out)
+class ChannelProduct(torch.nn.Module):
+    """Channel-wise ("uuu") tensor product x1 ⊗ x2 of two (N, c, 9) features (0e + 1o + 2e) into
+    every wanted irrep, by all paths: one outer product and one matmul with the stacked Wigner 3j
+    symbols. Paths carry no weights: the linear layer after the product mixes them per channel.
 
+    Returns irrep → (N, c · n_paths, 2l+1).
+    """
 
-def _apply(lin: torch.nn.Module, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-    return lin(x, species) if isinstance(lin, ElementLinear) else lin(x)
+    def __init__(self, wanted: tuple[str, ...]):
+        super().__init__()
+        off = _offsets(IRREPS_A)
+        blocks: dict[str, list[torch.Tensor]] = {ir: [] for ir in wanted}
+        for ir1 in IRREPS_A:
+            for ir2 in IRREPS_A:
+                l1, l2 = int(ir1[0]), int(ir2[0])
+                parity = "e" if (ir1[1] == ir2[1]) else "o"
+                for l3 in range(abs(l1 - l2), l1 + l2 + 1):
+                    ir = f"{l3}{parity}"
+                    if ir not in blocks:
+                        continue
+                    c = torch.zeros(9, 9, 2 * l3 + 1)
+                    w3j = o3.wigner_3j(l1, l2, l3).to(torch.get_default_dtype())
+                    c[off[ir1], off[ir2]] = w3j * math.sqrt(2 * l3 + 1)
+                    blocks[ir].append(c.reshape(81, 2 * l3 + 1))
+        self.n_paths = {ir: len(b) for ir, b in blocks.items()}
+        self.register_buffer("coupling", torch.cat([t for b in blocks.values() for t in b], 1))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
+        n, c, _ = x1.shape
+        outer = (x1[:, :, :, None] * x2[:, :, None, :]).reshape(n, c, 81)
+        y = outer @ self.coupling  # (N, c, Σ paths (2l+1))
+        out, k = {}, 0
+        for ir, n_paths in self.n_paths.items():
+            d = _dim(ir)
+            out[ir] = y[:, :, k : k + n_paths * d].reshape(n, c * n_paths, d)
+            k += n_paths * d
+        return out
 
 
 class Interaction(torch.nn.Module):
     """Scalar messages expanded in spherical harmonics, then a per-atom channel-wise product."""
 
-    def __init__(
-        self, cfg: BECConfig, irreps_a: o3.Irreps, wanted: list[o3.Irrep], first: bool = False
-    ):
+    def __init__(self, cfg: BECConfig, first: bool = False):
         super().__init__()
-        c, self.l_max = cfg.channels, cfg.l_max
-        self.c = c
+        c = self.c = cfg.channels
         self.norm = 1.0 / cfg.avg_num_neighbors
+        self.vector_messages = cfg.vector_messages and not first  # layer 1 has no vectors yet
+        # one radial net: c weights for each l of the spherical harmonics, and for vector
+        # messages c more for each of the neighbours' 1o and 2e features
+        n_out = c * (cfg.l_max + 1 + 2 * self.vector_messages)
         self.radial = torch.nn.Sequential(
             torch.nn.Linear(cfg.n_basis, cfg.radial_hidden),
             torch.nn.SiLU(),
-            torch.nn.Linear(cfg.radial_hidden, c * (cfg.l_max + 1)),
+            torch.nn.Linear(cfg.radial_hidden, n_out),
         )
-        self.vector_messages = cfg.vector_messages and not first  # layer 1 has no vectors yet
-        if self.vector_messages:
-            self.radial_v = torch.nn.Sequential(
-                torch.nn.Linear(cfg.n_basis, cfg.radial_hidden),
-                torch.nn.SiLU(),
-                torch.nn.Linear(cfg.radial_hidden, 2 * c),
-            )
-        self.mix1 = o3.Linear(irreps_a, irreps_a)
-        self.mix2 = o3.Linear(irreps_a, irreps_a)
-        irreps_p, instructions = [], []
-        for i1, (_, ir1) in enumerate(irreps_a):
-            for i2, (_, ir2) in enumerate(irreps_a):
-                for ir in ir1 * ir2:
-                    if ir in wanted:
-                        instructions.append((i1, i2, len(irreps_p), "uuu", True))
-                        irreps_p.append((c, ir))
-        self.product = o3.TensorProduct(irreps_a, irreps_a, o3.Irreps(irreps_p), instructions)
-        self.irreps_out = o3.Irreps([(c, ir) for ir in wanted])
-        self.post = _linear(o3.Irreps(irreps_p) + irreps_a, self.irreps_out, cfg)
+        irreps_a = dict.fromkeys(IRREPS_A, c)
+        self.mix1 = IrrepsLinear(irreps_a, irreps_a)
+        self.mix2 = IrrepsLinear(irreps_a, irreps_a)
+        self.product = ChannelProduct(IRREPS_OUT)
+        fan_in = {ir: c * (n + (ir in irreps_a)) for ir, n in self.product.n_paths.items()}
+        n_el = len(cfg.elements) if cfg.element_linear else 0
+        self.post = IrrepsLinear(fan_in, dict.fromkeys(IRREPS_OUT, c), n_el)
 
     def forward(
         self,
         s: torch.Tensor,
         species: torch.Tensor,
-        sh: list[torch.Tensor],
+        sh: torch.Tensor,
         basis: torch.Tensor,
         edge_index: torch.Tensor,
-        prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``prev``: the previous layer's output (c×0e + c×1o + c×1e + c×2e), or None."""
+        prev: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``sh``: (E, 9) spherical harmonics; ``prev``: the previous layer's output, or None."""
         i, j = edge_index
         c = self.c
-        w = self.radial(basis).view(-1, c, self.l_max + 1) * s[j][:, :, None]
-        parts = [w[:, :, k, None] * sh[k][:, None, :] for k in range(self.l_max + 1)]
-        if self.vector_messages:
-            assert prev is not None  # layers after the first get the previous output
-            wv = self.radial_v(basis).view(-1, c, 2)
-            v1 = prev[:, c : 4 * c].view(-1, c, 3)[j]  # 1o
-            v2 = prev[:, 7 * c :].view(-1, c, 5)[j]  # 2e
-            parts[1] = parts[1] + wv[:, :, 0, None] * v1
-            parts[2] = parts[2] + wv[:, :, 1, None] * v2
-        msg = torch.cat([p.reshape(len(j), -1) for p in parts], dim=1)
-        a = torch.zeros(s.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
-        a = a.index_add_(0, i, msg) * self.norm
-        prod = self.product(self.mix1(a), self.mix2(a))
-        return _apply(self.post, torch.cat([prod, a], dim=1), species)
+        w = self.radial(basis).view(-1, c, 5 if self.vector_messages else 3)
+        # per l block, not on one (E, c, 9) tensor: fewer passes over edge-sized data. Gathers by
+        # index_select: the backward of x[j] is an accumulating index_put, several times slower
+        # on CPU than index_select's index_add.
+        ws = w[:, :, :3] * s.index_select(0, j)[:, :, None]
+        a_irr = {}  # aggregated messages: irrep -> (N, c, 2l+1)
+        for ir, sl in _offsets(IRREPS_A).items():
+            deg = int(ir[0])
+            msg = ws[:, :, deg, None] * sh[:, None, sl]
+            if self.vector_messages and deg > 0:
+                assert prev is not None  # layers after the first get the previous output
+                msg = msg + w[:, :, 2 + deg, None] * prev[ir].index_select(0, j)
+            a = torch.zeros(s.shape[0], c, 2 * deg + 1, dtype=msg.dtype, device=msg.device)
+            a_irr[ir] = a.index_add_(0, i, msg) * self.norm
+        x1 = torch.cat(list(self.mix1(a_irr, species).values()), dim=2)
+        x2 = torch.cat(list(self.mix2(a_irr, species).values()), dim=2)
+        prod = self.product(x1, x2)
+        inputs = {
+            ir: torch.cat([p, a_irr[ir]], dim=1) if ir in a_irr else p for ir, p in prod.items()
+        }
+        return self.post(inputs, species)
 
 
 class BECModel(torch.nn.Module):
@@ -192,17 +259,19 @@ class BECModel(torch.nn.Module):
         self.basis = BesselBasis(cfg.r_max, cfg.n_basis)
         if cfg.l_max != 2:
             raise ValueError("the Born-charge model is built for l_max = 2")
-        irreps_a = o3.Irreps([(c, (k, (-1) ** k)) for k in range(cfg.l_max + 1)])
-        cart = CartesianTensor("ij")  # 1x0e + 1x1e + 1x2e (not kept: it cannot be deep-copied)
-        # change of basis (9 irrep components -> 3x3), computed once: e3nn's to_cartesian
-        # rebuilds it on every call (117 of 173 ms of a 160-atom prediction)
-        self.register_buffer("cart_q", cart.to_cartesian(torch.eye(9)), persistent=False)
-        wanted = [o3.Irrep(s) for s in ("0e", "1o", "1e", "2e")]
-        self.layers = torch.nn.ModuleList(
-            [Interaction(cfg, irreps_a, wanted, first=k == 0) for k in range(cfg.n_layers)]
+        # change of basis (9 irrep components 0e + 1e + 2e -> 3x3), computed once: e3nn's
+        # to_cartesian rebuilds it on every call (117 of 173 ms of a 160-atom prediction);
+        # the CartesianTensor is not kept: it cannot be deep-copied
+        self.register_buffer(
+            "cart_q", CartesianTensor("ij").to_cartesian(torch.eye(9)), persistent=False
         )
-        irreps_feat = self.layers[0].irreps_out
-        self.readout = _linear(irreps_feat * cfg.n_layers, o3.Irreps(cart), cfg)
+        self.layers = torch.nn.ModuleList(
+            [Interaction(cfg, first=k == 0) for k in range(cfg.n_layers)]
+        )
+        n_el = len(cfg.elements) if cfg.element_linear else 0
+        self.readout = IrrepsLinear(
+            dict.fromkeys(IRREPS_Z, c * cfg.n_layers), dict.fromkeys(IRREPS_Z, 1), n_el
+        )
         iso = [float((isotropic_mean or {}).get(e, 0.0)) for e in cfg.elements]
         self.register_buffer("iso", torch.tensor(iso))
         self.register_buffer("scale", torch.tensor(1.0))
@@ -224,19 +293,19 @@ class BECModel(torch.nn.Module):
     ) -> torch.Tensor:
         """Z* of shape (N, 3, 3). ``shifts`` are Cartesian lattice translations of the edges."""
         i, j = edge_index
-        vec = pos[j] - pos[i] + shifts
+        vec = pos.index_select(0, j) - pos.index_select(0, i) + shifts
         r = vec.norm(dim=1)
         basis = self.basis(r)
-        sh = spherical_harmonics_l2(vec)
+        sh = torch.cat(spherical_harmonics_l2(vec), dim=1)
         s = self.embed(species)
         feats = []
-        c = self.cfg.channels
         f = None
         for layer in self.layers:
             f = layer(s, species, sh, basis, edge_index, f)
             feats.append(f)
-            s = s + torch.nn.functional.silu(f[:, :c])  # scalars for the next messages
-        irr = _apply(self.readout, torch.cat(feats, dim=1), species)
+            s = s + torch.nn.functional.silu(f["0e"][:, :, 0])  # scalars for the next messages
+        z_in = {ir: torch.cat([f[ir] for f in feats], dim=1) for ir in IRREPS_Z}
+        irr = torch.cat(list(self.readout(z_in, species).values()), dim=2)[:, 0]  # (N, 9)
         z = torch.einsum("ni,ijk->njk", irr, self.cart_q)
         z = z * self.scale
         z = z + self.iso[species][:, None, None] * torch.eye(3, dtype=z.dtype, device=z.device)
