@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bec_cv.json").write_text(json.dumps({"meta": meta, **res}, indent=1))
+    shutil.copyfile(work / "parity.png", RESULTS / "bec_cv_parity.png")
     m = res["model"]
     els = [g.group(1) for k in m if (g := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))]
     lines = [

@@ -1,11 +1,13 @@
 """MD-step cost of each force-field preset (issue: force field) at 160, 640 and 1280 atoms.
 
-For each preset of `bornfield.models.force_field.PRESETS` a model of that architecture is made
-by `train_ff` (mace-torch's trainer, 1 epoch on 6 BaTiO3 frames: the cost of a call does not
+For each preset of `bornfield.models.force_field.PRESETS` (and `fast_1o`, the `fast` preset
+with 32 1o node features: the cheapest MACE backbone for a Z* readout) a model of that
+architecture is made by `train_ff` (mace-torch's trainer, 1 epoch on 6 BaTiO3 frames: the cost of a call does not
 depend on the weights), exported as float32, and one Langevin MD step is timed with bornfield's
 lean calculator (forces only, as NVT) and with forces + stress (as NpT), in a fresh process per
-size (peak memory per size), minimum over interleaved rounds (bench/fieldmd.py). Writes
-bench/results/ff_presets.{json,md} with the machine and date.
+size (peak memory per size), minimum over interleaved rounds (bench/fieldmd.py); each timing
+is kept in --work and reused (delete it to re-time). Writes bench/results/ff_presets.{json,md}
+with the machine and date.
 
     python bench/ff_presets.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz
         [--sizes 160,640,1280] [--threads 2] [--work /tmp/bornfield_ff_presets]
@@ -20,7 +22,7 @@ import platform
 import resource
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from fieldmd import cell_of, time_interleaved
@@ -28,18 +30,25 @@ from fieldmd import cell_of, time_interleaved
 RESULTS = Path(__file__).parent / "results"
 
 
+def variants() -> dict:
+    """The presets, and `fast` with 1o node features: the cheapest MACE backbone from which a
+    Z* readout could be formed (1o ⊗ 1o → 0e + 1e + 2e; the `fast` features are all 0e)."""
+    from bornfield.models.force_field import PRESETS
+
+    return PRESETS | {"fast_1o": replace(PRESETS["fast"], hidden_irreps="32x0e+32x1o")}
+
+
 def make_models(data: str, work: Path) -> dict[str, Path]:
-    """One model directory per preset (made once; rerunning reuses it)."""
+    """One model directory per variant (made once; rerunning reuses it)."""
     from bornfield.data import io
-    from bornfield.models.force_field import PRESETS, train_ff
+    from bornfield.models.force_field import train_ff
 
     frames = io.read(data)[:6]
     out = {}
-    for name, preset in PRESETS.items():
+    for name, preset in variants().items():
         d = work / name
         if not (d / "ff_float32.model").exists():
-            cfg = preset.__class__(**(asdict(preset) | {"max_num_epochs": 1}))
-            train_ff(frames, d, cfg, log=lambda m: None)
+            train_ff(frames, d, replace(preset, max_num_epochs=1), log=lambda m: None)
         out[name] = d
     return out
 
@@ -79,16 +88,17 @@ def main() -> None:
     if args.size:
         print(json.dumps(worker(args)))
         return
-    from bornfield.models.force_field import PRESETS
-
     models = make_models(args.data, Path(args.work))
     rows = []
     for name, model in models.items():
         for n in [int(x) for x in args.sizes.split(",")]:
-            cmd = [sys.executable, __file__, "--model", str(model), "--size", str(n),
-                   "--threads", str(args.threads), "--repeats", str(args.repeats)]  # fmt: skip
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            row = {"preset": name} | json.loads(res.stdout.strip().splitlines()[-1])
+            cached = Path(args.work) / f"{name}_{n}_t{args.threads}.json"  # delete to re-time
+            if not cached.exists():
+                cmd = [sys.executable, __file__, "--model", str(model), "--size", str(n),
+                       "--threads", str(args.threads), "--repeats", str(args.repeats)]  # fmt: skip
+                res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                cached.write_text(res.stdout.strip().splitlines()[-1])
+            row = {"preset": name} | json.loads(cached.read_text())
             row["us_per_atom_step"] = 1e6 * row["forces_s"] / row["n_atoms"]
             rows.append(row)
             print(row, flush=True)
@@ -99,7 +109,7 @@ def main() -> None:
         "machine": f"{platform.node()}, {platform.machine()}, {args.threads} torch threads",
         "date": datetime.date.today().isoformat(),
         "system": "cubic BaTiO3 supercells (rattled 0.03 Å), float32, Langevin 2 fs",
-        "presets": {k: asdict(v) for k, v in PRESETS.items()},
+        "presets": {k: asdict(v) for k, v in variants().items()},
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ff_presets.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -113,7 +123,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        c = PRESETS[r["preset"]]
+        c = variants()[r["preset"]]
         arch = (
             f"{c.hidden_irreps}, ℓmax {c.max_ell}, r {c.r_max} Å, corr. {c.correlation}, "
             f"{c.num_interactions} layers"
