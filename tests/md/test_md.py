@@ -96,8 +96,8 @@ def test_bussi_equipartition_without_centre_of_mass(tmp_path):
     # a translation-invariant harmonic crystal: ⟨U⟩ = (3N − 3) kB T / 2; with the centre of mass
     # counted as thermalised (3N degrees of freedom) the crystal ran 3N/(3N − 3) = 11 % hot
     ref = cubic_perovskite().repeat((2, 1, 1))
-    cfg = MDConfig(ensemble="bussi", temperature=300, timestep=2.0, steps=8000, taut=50.0,
-                   seed=1, log_interval=5, traj_interval=8000, checkpoint_interval=8000)  # fmt: skip
+    cfg = MDConfig(ensemble="bussi", temperature=300, timestep=2.0, steps=8000, taut=50.0, seed=1,
+                   log_interval=5, traj_interval=8000, checkpoint_interval=8000)  # fmt: skip
     run_md(ref, HarmonicCrystal(ref), cfg, tmp_path, log=lambda m: None)
     u = _obs(tmp_path)["epot_eV"][400:]
     expected = 0.5 * (3 * len(ref) - 3) * units.kB * 300
