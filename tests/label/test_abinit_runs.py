@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from helpers import run_cli
 
 from bornfield.data import io
+from bornfield.data.importers import read_abinit_output
 from bornfield.label import label_structures, preset, run_abinit
-from bornfield.label.abinit import CHECKPOINT, LabelError
+from bornfield.label.abinit import CHECKPOINT, DONE, LabelError, write_input
 from bornfield.label.generators import cubic_perovskite, perturbed
 
 pytestmark = pytest.mark.abinit
@@ -61,13 +64,41 @@ def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):
     every = t_ref / 4
     with pytest.raises(LabelError, match="exceeded"):  # a kill after at least one checkpoint
         run_abinit(atoms, settings, tmp_path / "run", 1, timeout=0.7 * t_ref, checkpoint_s=every)
-    assert (tmp_path / "run" / CHECKPOINT).exists()
-    assert (tmp_path / "run" / f"{CHECKPOINT}.input").read_text().startswith("# bornfield")
+    assert (tmp_path / "run" / "gs" / CHECKPOINT).exists()
+    assert (tmp_path / "run" / "input.abi").read_text().startswith("# bornfield")
     got = run_abinit(atoms, settings, tmp_path / "run", nprocs=1)
     assert json.loads(got.info["provenance"])["resumed_from_checkpoint"]
-    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    assert not (tmp_path / "run" / "gs" / CHECKPOINT).exists()
     np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-4)
     assert got.info["energy"] == pytest.approx(ref.info["energy"], abs=1e-5)
+
+
+def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
+    """Ground state, ddk and field response per direction as separate runs give the Z* and ε∞
+    that ABINIT prints for the single multi-dataset run; a stage in flight is all that reruns."""
+    settings = preset("test", kpt_length=6.0, ecut=12.0)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)  # no symmetry
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "run.abi").write_text(write_input(atoms, settings))
+    subprocess.run(["abinit", "run.abi"], cwd=one, check=True, capture_output=True)
+    ref = read_abinit_output(one / "run.abo")
+    got = run_abinit(atoms, settings, tmp_path / "staged", nprocs=1)
+    np.testing.assert_allclose(got.arrays["born_charges"], ref.arrays["born_charges"], atol=1e-6)
+    np.testing.assert_allclose(got.info["epsilon_inf"], ref.info["epsilon_inf"], atol=1e-5)
+    np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-8)
+    assert got.info["energy"] == pytest.approx(ref.info["energy"], abs=1e-8)
+    stages = ["gs", "ddk1", "ddk2", "ddk3", "efield1", "efield2", "efield3"]
+    assert list(json.loads(got.info["provenance"])["stage_wall_s"]) == stages
+    done = {s: (tmp_path / "staged" / s / DONE).stat().st_mtime_ns for s in stages}
+    (tmp_path / "staged" / "efield2" / DONE).unlink()  # killed during the field response along y
+    again = run_abinit(atoms, settings, tmp_path / "staged", nprocs=1)
+    redone = [s for s in stages if (tmp_path / "staged" / s / DONE).stat().st_mtime_ns != done[s]]
+    assert redone == ["efield2"]
+    np.testing.assert_allclose(again.arrays["born_charges"], got.arrays["born_charges"], atol=1e-8)
+    other = preset("test", kpt_length=6.0, ecut=13.0)  # other settings: nothing is reused
+    run_abinit(atoms, replace(other, bec=False), tmp_path / "staged", nprocs=1)
+    assert not (tmp_path / "staged" / "ddk1").exists()
 
 
 def test_resume_after_interruption_and_failure_is_recorded(tmp_path):

@@ -151,6 +151,56 @@ def parse_abinit_output(text: str, source: str = "<abinit output>") -> Atoms:
     return atoms
 
 
+def read_ddb_elements(path: str | os.PathLike) -> dict[tuple[int, int, int, int], float]:
+    """The non-stationary 2nd-derivative block of an ABINIT DDB text file, in reduced
+    coordinates: ``{(dir1, pert1, dir2, pert2): real part}``."""
+    text = Path(path).read_text(errors="replace")
+    pos = text.find("2nd derivatives (non-stat.)")
+    if pos < 0:
+        raise DataError(str(path), "no '2nd derivatives (non-stat.)' block")
+    out = {}
+    for line in text[pos:].splitlines()[2:]:
+        t = line.replace("D", "E").split()
+        if len(t) != 6:
+            break
+        out[tuple(int(v) for v in t[:4])] = float(t[4])
+    return out  # type: ignore[return-value]
+
+
+def born_charges_from_ddb(
+    elements: dict[tuple[int, int, int, int], float], cell: np.ndarray, zion: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Z*[atom, field, displacement] and ε∞ from DDB elements of the electric-field response.
+
+    ABINIT's DDB holds the mixed derivatives in reduced coordinates: atomic displacements along
+    the primitive vectors R (columns, bohr), fields along 2π·G (G = R⁻ᵀ). In Cartesian terms
+    Z*_κβα = zion_κ δ_αβ + Σ_ij G_αi D(i κ, j E) R_βj / 2π and
+    ε∞ = 1 − (4π/Ω) R D(E, E) Rᵀ / 4π², which is what ABINIT prints for a full run (test).
+    """
+    natom = len(zion)
+    efield = natom + 2
+    r = np.asarray(cell, float).T / BOHR_A
+    g = np.linalg.inv(r).T
+    try:
+        zr = np.array(
+            [
+                [[elements[(i + 1, k + 1, j + 1, efield)] for j in range(3)] for i in range(3)]
+                for k in range(natom)
+            ]
+        )
+        er = np.array(
+            [[elements[(i + 1, efield, j + 1, efield)] for j in range(3)] for i in range(3)]
+        )
+    except KeyError as exc:
+        raise DataError(
+            "<DDB>", f"missing element {exc.args[0]} (all three field directions needed)"
+        ) from None
+    z = np.einsum("ai,kij,bj->kba", g, zr, r) / (2 * np.pi)
+    z += np.asarray(zion, float)[:, None, None] * np.eye(3)
+    eps = np.eye(3) - r @ er @ r.T / (np.pi * abs(np.linalg.det(r)))
+    return z, eps
+
+
 def read_abinit_output(path: str | os.PathLike) -> Atoms:
     """Read an ABINIT main output file (``.abo``); see :func:`parse_abinit_output`."""
     try:

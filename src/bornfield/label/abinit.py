@@ -1,8 +1,11 @@
 """ABINIT driver: SCF (energy, forces, stress), then DFPT ddk and electric-field response (Z*, ε∞).
 
-One structure, one directory, one multi-dataset ABINIT run under ``mpirun`` (restarted from
-checkpointed ground-state wavefunctions when a long SCF is interrupted); the output is parsed by
-:func:`bornfield.data.importers.read_abinit_output`. Settings come in named presets.
+One structure, one directory; the calculation runs as seven ABINIT runs under ``mpirun`` (ground
+state, then ddk and field response per field direction), each kept when finished, and the ground
+state restarted from checkpointed wavefunctions when a long SCF is interrupted. Energy, forces
+and stress are parsed by :func:`bornfield.data.importers.read_abinit_output`, Z* and ε∞ from the
+DDB files by :func:`bornfield.data.importers.born_charges_from_ddb`. Settings come in named
+presets.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from bornfield.data.importers import read_abinit_output
+from bornfield.data.importers import born_charges_from_ddb, read_abinit_output, read_ddb_elements
 from bornfield.errors import BornfieldError
 
 PSP_DIR = Path(os.environ.get("BORNFIELD_PSP_DIR", "/usr/share/abinit/psp"))
@@ -105,8 +109,8 @@ def abinit_version() -> str:
     return out.stdout.strip()
 
 
-def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
-    """The ABINIT input text for SCF (+ ddk + electric field when ``settings.bec``)."""
+def _common_input(atoms: Atoms, settings: AbinitSettings) -> list[str]:
+    """Input lines shared by every dataset: structure, basis, k-mesh, bands, pseudopotentials."""
     species = list(dict.fromkeys(atoms.get_chemical_symbols()))
     missing = [s for s in species if s not in settings.pseudos]
     if missing:
@@ -115,9 +119,7 @@ def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
     for p in pseudos:
         if not p.is_file():
             raise LabelError(f"pseudopotential {p} not found (apt-get install abinit-data)")
-    zval = {s: valence_electrons(p) for s, p in zip(species, pseudos, strict=True)}
-    nelect = sum(zval[s] for s in atoms.get_chemical_symbols())
-    nocc = int(math.ceil(nelect / 2 - 1e-9))
+    nocc = int(math.ceil(sum(zion(atoms, settings)) / 2 - 1e-9))
     typat = [species.index(s) + 1 for s in atoms.get_chemical_symbols()]
     from ase.data import atomic_numbers
 
@@ -127,8 +129,6 @@ def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
         return "\n".join("  " + " ".join(f"{v:.12f}" for v in r) for r in np.atleast_2d(a))
 
     lines = [
-        f"# bornfield: {atoms.get_chemical_formula()}",
-        f"ndtset {3 if settings.bec else 1}",
         "chkprim 0",
         "chksymbreak 0",
         "acell 3*1.0 angstrom",
@@ -150,6 +150,23 @@ def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
         "occopt 1",
         f'pp_dirpath "{PSP_DIR}/"',
         'pseudos "' + ", ".join(settings.pseudos[s] for s in species) + '"',
+    ]
+    return lines
+
+
+def zion(atoms: Atoms, settings: AbinitSettings) -> list[float]:
+    """Valence charge of each atom's pseudopotential."""
+    z = {s: valence_electrons(PSP_DIR / settings.pseudos[s]) for s in set(atoms.symbols)}
+    return [z[s] for s in atoms.get_chemical_symbols()]
+
+
+def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
+    """The whole calculation as one multi-dataset ABINIT input: SCF (+ ddk + electric field
+    when ``settings.bec``). It identifies a labelling job; :func:`stage_inputs` runs it in parts."""
+    lines = [
+        f"# bornfield: {atoms.get_chemical_formula()}",
+        f"ndtset {3 if settings.bec else 1}",
+        *_common_input(atoms, settings),
         # dataset 1: ground state with forces and stress
         f"tolvrs1 {settings.tolvrs_scf}",
         "optforces1 1",
@@ -178,9 +195,50 @@ def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: the ground-state wavefunctions of an interrupted SCF, kept in the work directory
+def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
+    """The calculation of :func:`write_input` as separate ABINIT runs, in order: ``gs`` (SCF,
+    forces, stress), ``ddk1..3`` (one k-derivative each, from the ground state) and
+    ``efield1..3`` (the response to a field along x, y, z, from the ground state and the three
+    ddk; its DDB holds that row of Z* and ε∞: the off-diagonal ε∞ needs the other ddk).
+
+    Each run is one perturbation, so a kill loses at most one; the parts give the same Z* as
+    the single run to 1e-10 e (test). Inputs are read as ``in_*`` files (``indata_prefix``).
+    """
+    common = [f"# bornfield: {atoms.get_chemical_formula()}", *_common_input(atoms, settings)]
+    if settings.extra_bands:
+        common.append(f"nbdbuf {settings.extra_bands}")
+    gs = [f"tolvrs {settings.tolvrs_scf}", "optforces 1", "optstress 1", "kptopt 1"]
+    out = {"gs": "\n".join(common + gs) + "\n"}
+    if settings.bec:
+        read = ["irdwfk 1", 'indata_prefix "in"', "kptopt 2"]
+        for kind, lines in (
+            ("ddk", ["iscf -3", "rfelfd 2", f"tolwfr {settings.tolwfr_ddk}"]),
+            ("efield", ["irdddk 1", "rfelfd 3", f"tolvrs {settings.tolvrs_efield}"]),
+        ):
+            for j in range(3):
+                rfdir = " ".join("1" if i == j else "0" for i in range(3))
+                out[f"{kind}{j + 1}"] = "\n".join([*common, *read, f"rfdir {rfdir}", *lines]) + "\n"
+    return out
+
+
+#: the ground-state wavefunctions of an interrupted SCF, kept in the ``gs`` stage directory
 CHECKPOINT = "checkpoint_WFK"
 EXIT_REQUESTED = 'Exit has been requested from file "abinit.exit"'
+#: the input of the whole calculation, kept in the work directory: finished stages are reused
+#: only when it is unchanged
+STAMP = "input.abi"
+DONE = "done.json"
+
+
+def _stage_links(stage: str, natom: int) -> dict[str, str]:
+    """Input files of a stage (``in_*`` names) -> the earlier stages' outputs."""
+    if stage == "gs":
+        return {}
+    links = {"in_WFK": "../gs/runo_WFK"}
+    if stage.startswith("efield"):
+        for j in (1, 2, 3):
+            links[f"in_1WF{3 * natom + j}"] = f"../ddk{j}/runo_1WF{3 * natom + j}"
+    return links
 
 
 def run_abinit(
@@ -193,52 +251,46 @@ def run_abinit(
 ) -> Atoms:
     """Label one structure in ``workdir``; return it with labels and provenance.
 
-    The ground-state SCF is checkpointed: every ``checkpoint_s`` seconds ABINIT is asked to stop
-    (``chkexit``), its wavefunctions are kept as ``checkpoint_WFK`` and the run restarts from
-    them, so a call after a kill continues from the last checkpoint (a restart costs about two
-    SCF steps). The DFPT datasets are never interrupted. Raises :class:`LabelError` with the
-    reason when ABINIT fails or the SCF does not converge.
+    The calculation runs as the stages of :func:`stage_inputs`, each in its own subdirectory;
+    a finished stage is kept, so a call after a kill repeats only the stage in flight. The
+    ground-state SCF is also checkpointed: every ``checkpoint_s`` seconds ABINIT is asked to
+    stop (``chkexit``), its wavefunctions are kept as ``gs/checkpoint_WFK`` and the run restarts
+    from them (a restart costs about two SCF steps). Raises :class:`LabelError` with the reason
+    when ABINIT fails or an SCF does not converge.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    abi = write_input(atoms, settings)
-    stamp = workdir / f"{CHECKPOINT}.input"  # the input the checkpoint belongs to
-    if stamp.exists() and stamp.read_text() != abi:
-        (workdir / CHECKPOINT).unlink(missing_ok=True)  # another structure or other settings
-    _clear(workdir, keep=(CHECKPOINT, stamp.name))  # ABINIT never overwrites: a stale run must go
-    resumed = (workdir / CHECKPOINT).exists()
-    restarts, scf_steps = 0, 0
+    whole = write_input(atoms, settings)
+    stamp = workdir / STAMP
+    if not stamp.exists() or stamp.read_text() != whole:
+        _clear(workdir, keep=())  # another structure, other settings or an older layout
+        stamp.write_text(whole)
+    stages = stage_inputs(atoms, settings)
+    resumed = any((workdir / s / DONE).exists() or (workdir / s / CHECKPOINT).exists()
+                  for s in stages)  # fmt: skip
     t0 = time.perf_counter()
-    while True:
-        text = _abinit_once(abi, workdir, nprocs, checkpoint_s, t0, timeout)
-        scf_steps += _scf_steps(text)
-        if EXIT_REQUESTED not in text:
-            break
-        if not (workdir / "runo_DS1_WFK").exists():
-            raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {workdir}")
-        stamp.write_text(abi)
-        os.replace(workdir / "runo_DS1_WFK", workdir / CHECKPOINT)
-        restarts += 1
-        if scf_steps > settings.nstep + 3 * restarts:  # a restart costs about two steps
-            raise LabelError(f"SCF not converged in {scf_steps} steps (see {workdir})")
-        _clear(workdir, keep=(CHECKPOINT, stamp.name))
-    wall = time.perf_counter() - t0
-    abo = workdir / "run.abo"
-    if "not enough SCF cycles to converge" in text:
-        raise LabelError(f"SCF not converged in nstep={settings.nstep} (see {abo})")
-    (workdir / CHECKPOINT).unlink(missing_ok=True)
-    stamp.unlink(missing_ok=True)
-    labelled = read_abinit_output(abo)
+    records = {}
+    for name, abi in stages.items():
+        d = workdir / name
+        if not (d / DONE).exists():
+            left = None if timeout is None else timeout - (time.perf_counter() - t0)
+            rec = _run_stage(abi, d, nprocs, checkpoint_s, left, settings.nstep,
+                             _stage_links(name, len(atoms)), ckpt=name == "gs")  # fmt: skip
+            (d / DONE).write_text(json.dumps(rec))
+        records[name] = json.loads((d / DONE).read_text())
+    labelled = read_abinit_output(workdir / "gs" / "run.abo")
     result = atoms.copy()
     result.calc = None
-    for name in ("energy", "stress", "epsilon_inf"):
-        if name in labelled.info:
-            result.info[name] = labelled.info[name]
-    for name in ("forces", "born_charges"):
-        if name in labelled.arrays:
-            result.arrays[name] = labelled.arrays[name]
-    if settings.bec and "born_charges" not in result.arrays:
-        raise LabelError(f"no Born charges in {abo}")
+    for name in ("energy", "stress"):
+        result.info[name] = labelled.info[name]
+    result.arrays["forces"] = labelled.arrays["forces"]
+    if settings.bec:
+        elements = {}
+        for j in (1, 2, 3):
+            elements |= read_ddb_elements(workdir / f"efield{j}" / "runo_DDB")
+        z, eps = born_charges_from_ddb(elements, atoms.cell[:], np.array(zion(atoms, settings)))
+        result.arrays["born_charges"] = z
+        result.info["epsilon_inf"] = eps
     prov = json.loads(labelled.info["provenance"])
     prov.update(
         code_version=abinit_version(),
@@ -253,20 +305,66 @@ def run_abinit(
         + f": generated with other functionals than the {_functional_name(settings.ixc)} used here",
         settings={k: v for k, v in asdict(settings).items() if k != "pseudos"},
         kmesh=list(settings.kmesh(atoms)),
-        wall_time_s=round(wall, 1),
+        wall_time_s=round(sum(r["wall_s"] for r in records.values()), 1),
+        stage_wall_s={k: r["wall_s"] for k, r in records.items()},
         nprocs=nprocs,
-        scf_restarts=restarts,
+        scf_restarts=records["gs"]["restarts"],
         resumed_from_checkpoint=resumed,
     )
     result.info["provenance"] = json.dumps(prov)
     return result
 
 
+def tidy(workdir: str | os.PathLike) -> None:
+    """Drop wavefunctions, densities and potentials of a finished structure; keep inputs,
+    outputs, logs and DDBs."""
+    for p in Path(workdir).rglob("*"):
+        if p.is_symlink() or (p.is_file() and re.search(r"(WFK|1WF\d*|DEN\d*|POT\d*)$", p.name)):
+            p.unlink()
+
+
+def _run_stage(
+    abi: str,
+    d: Path,
+    nprocs: int,
+    checkpoint_s: float,
+    timeout: float | None,
+    nstep: int,
+    links: dict[str, str],
+    ckpt: bool,
+) -> dict:
+    """Run one stage in directory ``d`` to completion (restarting from SCF checkpoints when
+    ``ckpt``); return its wall time, SCF steps and restarts."""
+    d.mkdir(exist_ok=True)
+    _clear(d, keep=(CHECKPOINT,))  # ABINIT never overwrites: a stale run must go
+    restarts, steps = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        for name, target in links.items():
+            (d / name).symlink_to(target)
+        left = None if timeout is None else timeout - (time.perf_counter() - t0)
+        text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left)
+        steps += _scf_steps(text)
+        if EXIT_REQUESTED not in text:
+            break
+        if not (d / "runo_WFK").exists():
+            raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {d}")
+        os.replace(d / "runo_WFK", d / CHECKPOINT)
+        restarts += 1
+        if steps > nstep + 3 * restarts:  # a restart costs about two steps
+            raise LabelError(f"SCF not converged in {steps} steps (see {d})")
+        _clear(d, keep=(CHECKPOINT,))
+    if "not enough SCF cycles to converge" in text:
+        raise LabelError(f"SCF not converged in nstep={nstep} (see {d / 'run.abo'})")
+    (d / CHECKPOINT).unlink(missing_ok=True)
+    return {"wall_s": round(time.perf_counter() - t0, 1), "scf_steps": steps, "restarts": restarts}
+
+
 def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
     """Remove everything in ``workdir`` but the names in ``keep``."""
     for p in workdir.iterdir():
         if p.name not in keep:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def _abinit_once(
@@ -274,14 +372,13 @@ def _abinit_once(
     workdir: Path,
     nprocs: int,
     checkpoint_s: float,
-    t_start: float,
     timeout: float | None,
 ) -> str:
     """One ABINIT run of input ``abi`` (from the checkpoint when there is one); returns the .abo
-    text."""
+    text. Asks ABINIT to stop (``chkexit``) after ``checkpoint_s`` seconds."""
     text = abi + "chkexit 1\n"
     if (workdir / CHECKPOINT).exists():
-        text += f'getwfk_filepath1 "{CHECKPOINT}"\n'
+        text += f'getwfk_filepath "{CHECKPOINT}"\n'
     (workdir / "run.abi").write_text(text)
     cmd = ["abinit", "run.abi"]
     if nprocs > 1:
@@ -295,14 +392,13 @@ def _abinit_once(
         while proc.poll() is None:
             time.sleep(min(2.0, checkpoint_s / 5))
             now = time.perf_counter()
-            if timeout is not None and now - t_start > timeout:
+            if timeout is not None and now - t0 > timeout:
                 proc.kill()
                 proc.wait()
-                raise LabelError(f"ABINIT exceeded {timeout:.0f} s")
+                raise LabelError(f"ABINIT exceeded the time limit in {workdir}")
             if not asked and now - t0 > checkpoint_s and abo.exists():
-                if "== DATASET  2" not in abo.read_text(errors="replace"):  # still the SCF
-                    (workdir / "abinit.exit").touch()
-                    asked = True
+                (workdir / "abinit.exit").touch()
+                asked = True
     text = abo.read_text(errors="replace") if abo.exists() else ""
     if proc.returncode != 0 or not text:
         tail = (workdir / "log").read_text(errors="replace").strip().splitlines()[-3:]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,10 +18,9 @@ from ase import Atoms
 
 from bornfield.data import io
 from bornfield.errors import BornfieldError
-from bornfield.label.abinit import AbinitSettings, LabelError, run_abinit, write_input
+from bornfield.label.abinit import AbinitSettings, LabelError, run_abinit, tidy, write_input
 
 ID_KEY = "label_id"
-KEEP_FILES = ("run.abi", "run.abo", "log")
 
 
 @dataclass
@@ -97,9 +95,7 @@ def label_structures(
             continue
         labelled.info[ID_KEY] = i
         io.append(out, labelled)
-        for p in workdir.iterdir():  # keep input, output and log; drop wavefunctions
-            if p.name not in KEEP_FILES:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        tidy(workdir)  # keep inputs, outputs, logs and DDBs; drop wavefunctions
         dt = time.perf_counter() - t0
         report.done.append(i)
         report.wall_s.append(dt)
