@@ -30,6 +30,8 @@ def test_training_writes_models_and_card(tiny_model):
     card = json.loads((out / "card.json").read_text())
     assert card["n_train_frames"] == 5 and card["elements"] == ["Ba", "O", "Ti"]
     assert card["trained_on_stress"] and card["epochs_run"] >= 1
+    # training time is kept beside the checkpoints, so that a resumed run adds to it
+    assert card["wall_time_s"] == float((out / "mace" / "wall_s").read_text()) > 0
     calc = load_calculator(out)  # float32 for MD
     a = _small_batio3()
     a.calc = calc

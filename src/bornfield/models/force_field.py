@@ -173,9 +173,17 @@ def train_ff(
         args += ["--valid_file", str(work / "valid.xyz")]
     else:
         args += ["--valid_fraction", str(cfg.valid_fraction)]
+    # training time over all calls (a resumed run adds to it; a kill loses at most one epoch)
+    wall_file = work / "wall_s"
+    prior = float(wall_file.read_text()) if wall_file.exists() else 0.0
     t0 = time.perf_counter()
-    _run_mace_train(args, work / "train.log", log)
-    wall = time.perf_counter() - t0
+
+    def tick() -> None:
+        wall_file.write_text(f"{prior + time.perf_counter() - t0:.1f}")
+
+    _run_mace_train(args, work / "train.log", log, tick)
+    tick()
+    wall = float(wall_file.read_text())
     model = work / f"{MODEL_NAME}_stagetwo.model"  # the SWA stage, when it ran
     if not model.exists():
         model = work / f"{MODEL_NAME}.model"
@@ -200,7 +208,9 @@ def train_ff(
     return final
 
 
-def _run_mace_train(args: list[str], logfile: Path, log: Callable[[str], None]) -> None:
+def _run_mace_train(
+    args: list[str], logfile: Path, log: Callable[[str], None], tick: Callable[[], None]
+) -> None:
     cmd = [sys.executable, "-m", "bornfield.models.mace_train", *args]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     epoch = re.compile(
@@ -214,6 +224,7 @@ def _run_mace_train(args: list[str], logfile: Path, log: Callable[[str], None]) 
         for line in proc.stdout:
             fh.write(line)
             if m := epoch.search(line):
+                tick()
                 log(f"epoch {m.group(1)}: loss {m.group(2)}, valid MAE E {m.group(3)} meV/atom, "
                     f"F {m.group(4)} meV/Å")  # fmt: skip
         rc = proc.wait()
