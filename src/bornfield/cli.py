@@ -109,6 +109,8 @@ def _cmd_label(args: argparse.Namespace) -> None:
         overrides["ecut"] = args.ecut
     if args.nstep:
         overrides["nstep"] = args.nstep
+    if args.kpt_length:
+        overrides["kpt_length"] = args.kpt_length
     if args.xc:
         from bornfield.label.abinit import FUNCTIONALS
 
@@ -631,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--job-dir", help="job directory (default OUT.job)")
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
+    q.add_argument(
+        "--kpt-length", type=float, help="override the k-mesh density: n_i = ceil(L / a_i), L in Å"
+    )
     q.add_argument("--xc", choices=["pbesol", "pbe"], help="functional (default PBEsol)")
     q.set_defaults(func=_cmd_label)
 

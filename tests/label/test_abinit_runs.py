@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -126,6 +129,30 @@ def test_resume_after_interruption_and_failure_is_recorded(tmp_path):
     # a different structure list must not reuse this job directory
     with pytest.raises(Exception, match="job directory belongs to other structures"):
         label_structures(structures[:2], out, settings, log=lambda m: None)
+
+
+def test_two_workers_share_a_job_and_dead_claims_are_taken_over(tmp_path):
+    """Two `bornfield label` processes on one job label each structure once; a claim left by a
+    dead process is taken over, one held by a live process is respected."""
+    structures = tmp_path / "s.xyz"
+    io.write(structures, perturbed(cubic_perovskite(), 4, rattle=0.04, seed=5))
+    out = tmp_path / "l.xyz"
+    args = [sys.executable, "-m", "bornfield.cli", "label", str(structures), "--out", str(out),
+            "--preset", "test", "--no-bec", "--np", "1", "--kpt-length", "6"]  # fmt: skip
+    claims = tmp_path / "l.xyz.job" / "claims"
+    claims.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    (claims / "s00000.json").write_text(json.dumps({"host": host, "pid": int(dead)}))
+    (claims / "s00003.json").write_text(json.dumps({"host": host, "pid": os.getpid()}))
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    assert sorted(a.info["label_id"] for a in io.read(out)) == [0, 1, 2]  # each once
+    assert all("structure 3: being labelled by" in log for log in logs)
+    assert sum(log.count("atoms):") for log in logs) == 3
+    assert sorted(p.name for p in claims.iterdir()) == ["s00003.json"]
 
 
 def test_unconverged_scf_is_reported_and_skipped(tmp_path):

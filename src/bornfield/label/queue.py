@@ -1,16 +1,25 @@
 """Resumable labelling jobs: a job directory holds the pending structures and their state.
 
 Each finished frame is appended atomically to the output file; after a kill, the same call
-continues with the next unfinished structure (losing at most the one in flight). Failures are
+continues with the next unfinished structure (losing at most the stage in flight). Failures are
 recorded with their reason in ``failed.json`` and skipped, never dropped silently.
+
+Several processes may work on one job (run the same command again, on this machine or another
+one sharing the directory): each claims a structure before labelling it (``claims/``), skips
+the ones a live process holds, and takes over the claims of dead ones on its own host; the
+output and ``failed.json`` are updated under a file lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,30 +62,27 @@ def label_structures(
     job.mkdir(parents=True, exist_ok=True)
     state_path = job / "job.json"
     fp = _fingerprint(structures, settings)
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        if state["fingerprint"] != fp:
-            raise BornfieldError(
-                f"{job}: job directory belongs to other structures or settings; "
-                "use another --out or remove it"
-            )
-    else:
-        pending = []
-        for i, a in enumerate(structures):
-            b = a.copy()
-            b.info[ID_KEY] = i
-            pending.append(b)
-        io.write(job / "pending.xyz", pending)
-        state = {"fingerprint": fp, "n": len(structures), "settings": asdict(settings)}
-        state_path.write_text(json.dumps(state, indent=1, default=str))
+    with _locked(job):  # another worker may be setting the job up
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+            if state["fingerprint"] != fp:
+                raise BornfieldError(
+                    f"{job}: job directory belongs to other structures or settings; "
+                    "use another --out or remove it"
+                )
+        else:
+            pending = []
+            for i, a in enumerate(structures):
+                b = a.copy()
+                b.info[ID_KEY] = i
+                pending.append(b)
+            io.write(job / "pending.xyz", pending)
+            state = {"fingerprint": fp, "n": len(structures), "settings": asdict(settings)}
+            state_path.write_text(json.dumps(state, indent=1, default=str))
     failed_path = job / "failed.json"
     report = LabelReport()
-    report.failed = (
-        {int(k): v for k, v in json.loads(failed_path.read_text()).items()}
-        if failed_path.exists()
-        else {}
-    )
-    done_ids = {int(a.info[ID_KEY]) for a in io.read(out, check=False)} if out.exists() else set()
+    report.failed = _failed(failed_path)
+    done_ids = _done_ids(out)
     todo = [i for i in range(len(structures)) if i not in done_ids and i not in report.failed]
     report.skipped = sorted(done_ids)
     if report.failed:
@@ -85,16 +91,27 @@ def label_structures(
     for n, i in enumerate(todo):
         atoms = structures[i]
         workdir = job / f"s{i:05d}"
+        claim = job / "claims" / f"s{i:05d}.json"
+        with _locked(job):
+            if i in _done_ids(out) or i in _failed(failed_path):
+                continue  # finished by another worker
+            if not _claim(claim):
+                log(f"[{n + 1}/{len(todo)}] structure {i}: being labelled by {claim.read_text()}")
+                continue
         t0 = time.perf_counter()
         try:
             labelled = run_abinit(atoms, settings, workdir, nprocs=nprocs)
         except LabelError as exc:
-            report.failed[i] = str(exc)
-            failed_path.write_text(json.dumps(report.failed, indent=1))
+            with _locked(job):
+                report.failed = _failed(failed_path) | {i: str(exc)}
+                failed_path.write_text(json.dumps(report.failed, indent=1))
+                claim.unlink(missing_ok=True)
             log(f"[{n + 1}/{len(todo)}] structure {i} FAILED: {exc}")
             continue
         labelled.info[ID_KEY] = i
-        io.append(out, labelled)
+        with _locked(job):
+            io.append(out, labelled)
+            claim.unlink(missing_ok=True)
         tidy(workdir)  # keep inputs, outputs, logs and DDBs; drop wavefunctions
         dt = time.perf_counter() - t0
         report.done.append(i)
@@ -102,6 +119,54 @@ def label_structures(
         eta = (len(todo) - n - 1) * sum(report.wall_s) / len(report.wall_s)
         log(
             f"[{n + 1}/{len(todo)}] structure {i} ({labelled.get_chemical_formula()}, "
-            f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min"
+            f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min (this worker)"
         )
     return report
+
+
+def _done_ids(out: Path) -> set[int]:
+    return {int(a.info[ID_KEY]) for a in io.read(out, check=False)} if out.exists() else set()
+
+
+def _failed(path: Path) -> dict[int, str]:
+    return {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
+@contextmanager
+def _locked(job: Path) -> Iterator[None]:
+    """Exclusive lock of a job's shared files (claims, output, failures) across processes."""
+    with open(job / "queue.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _claim(path: Path) -> bool:
+    """Claim a structure for this process (under the job lock): False if a live process holds
+    it. A claim by a dead process on this host is taken over; one from another host is
+    respected (its liveness cannot be checked: remove the file to release it)."""
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    if path.exists():
+        try:
+            owner = json.loads(path.read_text())
+        except ValueError:
+            owner = None
+        if owner and owner != me and _alive(owner):
+            return False
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(me))
+    return True
+
+
+def _alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError):
+        return True
+    return True
