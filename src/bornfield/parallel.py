@@ -67,3 +67,16 @@ def train_all(
             for frames, out_dir in jobs
         ]
         return client.gather(futures)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for long child processes (mace_run_train, ABINIT): on Linux the child gets
+    SIGTERM when the process that started it dies, so a killed bornfield command leaves no
+    orphan that keeps writing into a directory a rerun is about to use."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the child may outlive a killed parent

@@ -28,3 +28,39 @@ def test_train_all_parallel_equals_serial(tmp_path):
     texts = [p.read_text().split() for p in parallel]
     assert [t[0] for t in texts] == ["1", "2", "3"] and {t[1] for t in texts} == {"1"}
     assert pids.isdisjoint(t[2] for t in texts)  # the parallel ones ran in worker processes
+
+
+def test_children_die_with_a_killed_parent(tmp_path):
+    """A SIGKILLed bornfield process leaves no orphan (training or ABINIT) writing on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    code = (
+        "import subprocess, time\n"
+        "from bornfield.parallel import die_with_parent\n"
+        "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    os.kill(child, 0)  # running
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the child outlived its parent")

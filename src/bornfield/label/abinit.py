@@ -26,6 +26,7 @@ from ase import Atoms
 
 from bornfield.data.importers import born_charges_from_ddb, read_abinit_output, read_ddb_elements
 from bornfield.errors import BornfieldError, DataError
+from bornfield.parallel import die_with_parent
 
 PSP_DIR = Path(os.environ.get("BORNFIELD_PSP_DIR", "/usr/share/abinit/psp"))
 
@@ -418,7 +419,8 @@ def _abinit_once(
     abo = workdir / "run.abo"
     t0 = time.perf_counter()
     with open(workdir / "log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=die_with_parent)  # fmt: skip
         asked = False
         while proc.poll() is None:
             time.sleep(min(2.0, checkpoint_s / 5))

@@ -24,6 +24,7 @@ from ase import Atoms
 from bornfield.data import io
 from bornfield.data.validate import require_keys
 from bornfield.errors import BornfieldError
+from bornfield.parallel import die_with_parent
 
 MODEL_NAME = "ff"
 
@@ -218,7 +219,12 @@ def _run_mace_train(
     )
     with open(logfile, "a") as fh:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            preexec_fn=die_with_parent,
         )
         assert proc.stdout is not None
         for line in proc.stdout:
