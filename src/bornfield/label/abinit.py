@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -250,6 +251,7 @@ def run_abinit(
     nprocs: int = 2,
     timeout: float | None = None,
     checkpoint_s: float = 1800.0,
+    log: Callable[[str], None] | None = None,
 ) -> Atoms:
     """Label one structure in ``workdir``; return it with labels and provenance.
 
@@ -283,11 +285,15 @@ def run_abinit(
             if ran:
                 raise LabelError(f"stage {name} in {workdir}: inputs from {missing} missing")
             _clear(workdir, keep=(STAMP,))
-            return run_abinit(atoms, settings, workdir, nprocs, timeout, checkpoint_s)
+            return run_abinit(atoms, settings, workdir, nprocs, timeout, checkpoint_s, log)
         left = None if timeout is None else timeout - (time.perf_counter() - t0)
         records[name] = _run_stage(abi, d, nprocs, checkpoint_s, left, settings.nstep, links,
                                    ckpt=name == "gs")  # fmt: skip
         ran.add(name)
+        if log:
+            r = records[name]
+            log(f"{name} ({list(stages).index(name) + 1}/{len(stages)}): {r['wall_s']:.0f} s, "
+                f"{r['scf_steps']} steps")  # fmt: skip
     labelled = read_abinit_output(workdir / "gs" / "run.abo")
     result = atoms.copy()
     result.calc = None

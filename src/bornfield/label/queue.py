@@ -100,7 +100,8 @@ def label_structures(
                 continue
         t0 = time.perf_counter()
         try:
-            labelled = run_abinit(atoms, settings, workdir, nprocs=nprocs)
+            labelled = run_abinit(atoms, settings, workdir, nprocs=nprocs,
+                                  log=lambda m, i=i: log(f"  structure {i}: {m}"))  # fmt: skip
         except LabelError as exc:
             with _locked(job):
                 report.failed = _failed(failed_path) | {i: str(exc)}
