@@ -343,7 +343,9 @@ def tidy(workdir: str | os.PathLike) -> None:
     """Drop wavefunctions, densities and potentials of a finished structure; keep inputs,
     outputs, logs and DDBs."""
     for p in Path(workdir).rglob("*"):
-        if p.is_symlink() or (p.is_file() and re.search(r"(WFK|1WF\d*|DEN\d*|POT\d*)$", p.name)):
+        if p.is_symlink() or (
+            p.is_file() and re.search(r"(WFK|1WF\d*|DEN\d*|POT\d*)(\.nc)?$", p.name)
+        ):
             p.unlink()
 
 
@@ -446,9 +448,8 @@ def _abinit_once(
 
 
 def _scf_steps(abo_text: str) -> int:
-    """Ground-state SCF steps of dataset 1 in an .abo text."""
-    gs = abo_text.split("== DATASET  2")[0]
-    return sum(1 for line in gs.splitlines() if line.startswith(" ETOT "))
+    """SCF (or DFPT) iterations in an .abo text."""
+    return len(re.findall(r"^[ -]ETOT\s+\d+", abo_text, flags=re.M))
 
 
 def _pseudo_functional(name: str) -> str:

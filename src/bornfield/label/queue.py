@@ -120,7 +120,7 @@ def label_structures(
         eta = (len(todo) - n - 1) * sum(report.wall_s) / len(report.wall_s)
         log(
             f"[{n + 1}/{len(todo)}] structure {i} ({labelled.get_chemical_formula()}, "
-            f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min (this worker)"
+            f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min (for this worker alone)"
         )
     return report
 
