@@ -154,17 +154,12 @@ def parse_abinit_output(text: str, source: str = "<abinit output>") -> Atoms:
 def read_ddb_elements(path: str | os.PathLike) -> dict[tuple[int, int, int, int], float]:
     """The non-stationary 2nd-derivative block of an ABINIT DDB text file, in reduced
     coordinates: ``{(dir1, pert1, dir2, pert2): real part}``."""
+    header = "2nd derivatives (non-stat.)"
     text = Path(path).read_text(errors="replace")
-    pos = text.find("2nd derivatives (non-stat.)")
-    if pos < 0:
-        raise DataError(str(path), "no '2nd derivatives (non-stat.)' block")
-    out = {}
-    for line in text[pos:].splitlines()[2:]:
-        t = line.replace("D", "E").split()
-        if len(t) != 6:
-            break
-        out[tuple(int(v) for v in t[:4])] = float(t[4])
-    return out  # type: ignore[return-value]
+    if header not in text:
+        raise DataError(str(path), f"no '{header}' block")
+    rows = _ddb_block(re.sub(r"D([-+])", r"E\1", text), header)  # Fortran D exponents
+    return {(d1, p1, d2, p2): v for d1, p1, d2, p2, v in rows}
 
 
 def born_charges_from_ddb(
