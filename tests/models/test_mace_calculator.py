@@ -43,3 +43,50 @@ def test_unknown_element():
     a.calc = MACEForceField(MODEL)
     with pytest.raises(BornfieldError, match="Ca unknown"):
         a.get_forces()
+
+
+def test_fused_convolution_equals_e3nn(tmp_path):
+    """The fused scalar convolution gives e3nn's results: on the shipped model (both
+    interactions fused) and on a model with vector features (only the first is), in a periodic
+    cell and in a cluster, whose atoms have very different numbers of neighbours."""
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    torch.manual_seed(0)
+    model = modules.ScaleShiftMACE(
+        r_max=4.5,
+        num_bessel=8,
+        num_polynomial_cutoff=5,
+        max_ell=2,
+        interaction_cls=modules.RealAgnosticResidualInteractionBlock,
+        interaction_cls_first=modules.RealAgnosticInteractionBlock,
+        num_interactions=2,
+        num_elements=3,
+        hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"),
+        atomic_energies=np.zeros(3),
+        avg_num_neighbors=20.0,
+        atomic_numbers=[8, 22, 56],
+        correlation=2,
+        gate=torch.nn.functional.silu,
+        atomic_inter_scale=1.0,
+        atomic_inter_shift=0.0,
+    ).double()
+    vector_model = tmp_path / "vector.model"
+    torch.save(model, vector_model)
+    cluster = _cell()
+    cluster.pbc = False
+    for path, n_fused in ((MODEL, 2), (vector_model, 1)):
+        for atoms in (_cell(), cluster):
+            ref = MACEForceField(path, dtype="float64", fuse=False)
+            fused = MACEForceField(path, dtype="float64")
+            assert (ref.fused, fused.fused) == (0, n_fused)
+            f_ref = ref.get_forces(atoms)
+            assert np.abs(f_ref).max() > 1e-3
+            np.testing.assert_allclose(fused.get_forces(atoms), f_ref, atol=1e-10)
+            e = fused.get_potential_energy(atoms)
+            np.testing.assert_allclose(e, ref.get_potential_energy(atoms), atol=1e-10)
+            if atoms.pbc.all():
+                s_ref = ref.get_stress(atoms)
+                np.testing.assert_allclose(fused.get_stress(atoms), s_ref, atol=1e-12)

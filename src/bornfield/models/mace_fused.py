@@ -1,0 +1,115 @@
+"""A fused message-passing convolution for MACE models with scalar node features, for CPU MD.
+
+With scalar hidden features (the ``fast`` preset: ``32x0e``) each interaction's convolution
+``conv_tp`` is e3nn's ``uvu`` tensor product of a channel ``u`` of the sender's features with the
+edge's spherical harmonics ``Y_lm`` and a per-edge weight ``w_lu``:
+
+    m_i[u, lm] = sum_{j -> i} c_l w_{ij,lu} x_j[u] Y_{ij,lm},   c_l = path_weight_l / sqrt(2l + 1).
+
+e3nn evaluates it per edge with broadcasts over size-one axes (slow on CPU) and mace-torch then
+scatters ``[edges, channels * (lmax + 1)^2]`` to the receivers. ``ScalarConvolution`` computes the
+same sum as one batched matmul per receiver (see the class). It plugs into mace-torch's own
+``conv_fusion`` hook of the interaction blocks, so the rest of the model is untouched;
+``fuse_scalar_convolutions`` swaps it in where it applies (equal results are tested) and leaves
+every other model as it is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+
+class ScalarConvolution(torch.nn.Module):
+    """Gather, ``uvu`` tensor product with scalar inputs and receiver sum, in one module.
+
+    The edges are grouped by receiver and padded to the largest in-degree ``K``; the sum over
+    a receiver's edges is then one batched matmul ``[n, lm, K] @ [n, K, paths * channels]``
+    (the blocks with the wrong path are computed and dropped: a few MFLOP), so nothing of size
+    ``edges * channels * (lmax + 1)^2`` is ever built, forward or backward.
+    """
+
+    def __init__(self, tp) -> None:
+        super().__init__()
+        ((mul_in, _),) = tp.irreps_in1
+        self.channels = mul_in
+        self.n_paths = len(tp.instructions)
+        comp_c, blocks = [], []
+        offset = 0
+        for k, (_, ir) in enumerate(tp.irreps_in2):
+            ins = next(i for i in tp.instructions if i.i_in2 == k)
+            comp_c += [ins.path_weight / math.sqrt(ir.dim)] * ir.dim
+            blocks.append((ins.i_out, offset, ir.dim, tp.instructions.index(ins)))
+            offset += ir.dim
+        self.register_buffer("comp_c", torch.tensor(comp_c, dtype=torch.get_default_dtype()))
+        self.blocks = [b[1:] for b in sorted(blocks)]  # (offset in Y, dim, path), output order
+        self._pad: tuple[torch.Tensor, torch.Tensor, int] | None = None
+
+    def _padding(self, receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
+        """Edge ids as an ``[n, K]`` table by receiver, ``E`` (a zero row) in the gaps."""
+        if self._pad is not None and self._pad[0] is receiver:  # both interactions of a call
+            return self._pad[1], self._pad[2]
+        e = receiver.numel()
+        order = torch.argsort(receiver, stable=True)
+        sorted_r = receiver[order]
+        counts = torch.bincount(receiver, minlength=n)
+        k = int(counts.max()) if e else 0
+        slot = (
+            torch.arange(e, device=receiver.device) - (torch.cumsum(counts, 0) - counts)[sorted_r]
+        )
+        table = torch.full((n, k), e, dtype=torch.long, device=receiver.device)
+        table[sorted_r, slot] = order
+        self._pad = (receiver, table.view(-1), k)
+        return table.view(-1), k
+
+    def forward(self, node_feats, edge_attrs, tp_weights, edge_index):
+        n, u, p = node_feats.shape[0], self.channels, self.n_paths
+        table, k = self._padding(edge_index[1], n)
+        a = tp_weights.view(-1, p, u) * node_feats.index_select(0, edge_index[0]).unsqueeze(1)
+        a = a.view(-1, p * u)
+        y = edge_attrs * self.comp_c.to(edge_attrs.dtype)
+        a = torch.cat([a, a.new_zeros(1, p * u)]).index_select(0, table).view(n, k, p * u)
+        y = torch.cat([y, y.new_zeros(1, y.shape[1])]).index_select(0, table).view(n, k, -1)
+        m = torch.bmm(y.transpose(1, 2), a)  # [n, (lmax + 1)^2, paths * channels]
+        return torch.cat(
+            [
+                m[:, o : o + d, q * u : (q + 1) * u].transpose(1, 2).reshape(n, u * d)
+                for o, d, q in self.blocks
+            ],
+            dim=1,
+        )
+
+
+def _applies(tp) -> bool:
+    if len(tp.irreps_in1) != 1 or not tp.irreps_in1[0].ir.is_scalar():
+        return False
+    if tp.internal_weights or tp.shared_weights or len(tp.instructions) != len(tp.irreps_in2):
+        return False
+    mul = tp.irreps_in1[0].mul
+    for ins in tp.instructions:
+        mul2, ir2 = tp.irreps_in2[ins.i_in2]
+        mul_out, ir_out = tp.irreps_out[ins.i_out]
+        if ins.connection_mode != "uvu" or not ins.has_weight or mul2 != 1:
+            return False
+        if ir_out != ir2 or mul_out != mul or ins.path_shape != (mul, 1):
+            return False
+    return sorted(i.i_in2 for i in tp.instructions) == list(range(len(tp.irreps_in2)))
+
+
+def fuse_scalar_convolutions(model: torch.nn.Module) -> int:
+    """Replace every applicable ``conv_tp`` of ``model`` in place; return how many were."""
+    n = 0
+    for block in getattr(model, "interactions", []):
+        tp = getattr(block, "conv_tp", None)
+        if tp is None or hasattr(block, "conv_fusion") or not _applies(tp):
+            continue
+        if "conv_fusion" not in inspect.getsource(type(block).forward):
+            continue
+        fused = ScalarConvolution(tp)
+        fused.comp_c = fused.comp_c.to(next(model.parameters()).dtype)
+        block.conv_tp = fused
+        block.conv_fusion = True
+        n += 1
+    return n
