@@ -25,6 +25,7 @@ from e3nn import o3
 from e3nn.io import CartesianTensor
 
 import bornfield.models  # noqa: F401  (e3nn defaults: no TorchScript, weights-only loading off)
+from bornfield.models.receiver_sum import receiver_sum, receiver_table
 
 
 def spherical_harmonics_l2(vec: torch.Tensor) -> list[torch.Tensor]:
@@ -215,25 +216,28 @@ class Interaction(torch.nn.Module):
         sh: torch.Tensor,
         basis: torch.Tensor,
         edge_index: torch.Tensor,
+        table: torch.Tensor,
         prev: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``sh``: (E, 9) spherical harmonics; ``prev``: the previous layer's output, or None."""
+        """``sh``: (E, 9) spherical harmonics; ``table``: ``receiver_table`` of the edges;
+        ``prev``: the previous layer's output, or None."""
         i, j = edge_index
         c = self.c
         w = self.radial(basis).view(-1, c, 5 if self.vector_messages else 3)
-        # per l block, not on one (E, c, 9) tensor: fewer passes over edge-sized data. Gathers by
-        # index_select: the backward of x[j] is an accumulating index_put, several times slower
-        # on CPU than index_select's index_add.
-        ws = w[:, :, :3] * s.index_select(0, j)[:, :, None]
+        # gathers by index_select: the backward of x[j] is an accumulating index_put, several
+        # times slower on CPU than index_select's index_add
+        ws = w[:, :, :3] * s.index_select(0, j)[:, :, None]  # (E, c, l)
+        # Σ_j ws[u, l] Y_lm for all l at once, as a batched matmul per receiver: (N, lm, c, l)
+        m = receiver_sum(sh, ws.view(-1, 3 * c), table).view(-1, 9, c, 3)
         a_irr = {}  # aggregated messages: irrep -> (N, c, 2l+1)
         for ir, sl in _offsets(IRREPS_A).items():
             deg = int(ir[0])
-            msg = ws[:, :, deg, None] * sh[:, None, sl]
+            a = m[:, sl, :, deg].transpose(1, 2)
             if self.vector_messages and deg > 0:
                 assert prev is not None  # layers after the first get the previous output
-                msg = msg + w[:, :, 2 + deg, None] * prev[ir].index_select(0, j)
-            a = torch.zeros(s.shape[0], c, 2 * deg + 1, dtype=msg.dtype, device=msg.device)
-            a_irr[ir] = a.index_add_(0, i, msg) * self.norm
+                msg = w[:, :, 2 + deg, None] * prev[ir].index_select(0, j)
+                a = a + torch.zeros_like(a).index_add_(0, i, msg)
+            a_irr[ir] = a * self.norm
         x1 = torch.cat(list(self.mix1(a_irr, species).values()), dim=2)
         x2 = torch.cat(list(self.mix2(a_irr, species).values()), dim=2)
         prod = self.product(x1, x2)
@@ -298,10 +302,11 @@ class BECModel(torch.nn.Module):
         basis = self.basis(r)
         sh = torch.cat(spherical_harmonics_l2(vec), dim=1)
         s = self.embed(species)
+        table = receiver_table(i, len(species))
         feats = []
         f = None
         for layer in self.layers:
-            f = layer(s, species, sh, basis, edge_index, f)
+            f = layer(s, species, sh, basis, edge_index, table, f)
             feats.append(f)
             s = s + torch.nn.functional.silu(f["0e"][:, :, 0])  # scalars for the next messages
         z_in = {ir: torch.cat([f[ir] for f in feats], dim=1) for ir in IRREPS_Z}

@@ -21,14 +21,15 @@ import math
 
 import torch
 
+from bornfield.models.receiver_sum import receiver_sum, receiver_table
+
 
 class ScalarConvolution(torch.nn.Module):
     """Gather, ``uvu`` tensor product with scalar inputs and receiver sum, in one module.
 
-    The edges are grouped by receiver and padded to the largest in-degree ``K``; the sum over
-    a receiver's edges is then one batched matmul ``[n, lm, K] @ [n, K, paths * channels]``
-    (the blocks with the wrong path are computed and dropped: a few MFLOP), so nothing of size
-    ``edges * channels * (lmax + 1)^2`` is ever built, forward or backward.
+    The receiver sum is ``receiver_sum`` of ``c Y`` and ``w x``: one batched matmul
+    ``[n, lm, K] @ [n, K, paths * channels]`` (the blocks with another l's path are computed and
+    dropped: a few MFLOP), so nothing of size ``edges * channels * (lmax + 1)^2`` is built.
     """
 
     def __init__(self, tp) -> None:
@@ -45,35 +46,19 @@ class ScalarConvolution(torch.nn.Module):
             offset += ir.dim
         self.register_buffer("comp_c", torch.tensor(comp_c, dtype=torch.get_default_dtype()))
         self.blocks = [b[1:] for b in sorted(blocks)]  # (offset in Y, dim, path), output order
-        self._pad: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self._pad: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _padding(self, receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
-        """Edge ids as an ``[n, K]`` table by receiver, ``E`` (a zero row) in the gaps."""
-        if self._pad is not None and self._pad[0] is receiver:  # both interactions of a call
-            return self._pad[1], self._pad[2]
-        e = receiver.numel()
-        order = torch.argsort(receiver, stable=True)
-        sorted_r = receiver[order]
-        counts = torch.bincount(receiver, minlength=n)
-        k = int(counts.max()) if e else 0
-        slot = (
-            torch.arange(e, device=receiver.device) - (torch.cumsum(counts, 0) - counts)[sorted_r]
-        )
-        table = torch.full((n, k), e, dtype=torch.long, device=receiver.device)
-        table[sorted_r, slot] = order
-        self._pad = (receiver, table.view(-1), k)
-        return table.view(-1), k
+    def _table(self, receiver: torch.Tensor, n: int) -> torch.Tensor:
+        if self._pad is None or self._pad[0] is not receiver:  # same for both interactions
+            self._pad = (receiver, receiver_table(receiver, n))
+        return self._pad[1]
 
     def forward(self, node_feats, edge_attrs, tp_weights, edge_index):
         n, u, p = node_feats.shape[0], self.channels, self.n_paths
-        table, k = self._padding(edge_index[1], n)
         a = tp_weights.view(-1, p, u) * node_feats.index_select(0, edge_index[0]).unsqueeze(1)
-        a = a.view(-1, p * u)
         y = edge_attrs * self.comp_c.to(edge_attrs.dtype)
-        a = torch.cat([a, a.new_zeros(1, p * u)]).index_select(0, table).view(n, k, p * u)
-        y = torch.cat([y, y.new_zeros(1, y.shape[1])]).index_select(0, table).view(n, k, -1)
-        m = torch.bmm(y.transpose(1, 2), a)  # [n, (lmax + 1)^2, paths * channels]
-        return torch.cat(
+        m = receiver_sum(y, a.view(-1, p * u), self._table(edge_index[1], n))
+        return torch.cat(  # m: [n, (lmax + 1)^2, paths * channels]; keep l's own path
             [
                 m[:, o : o + d, q * u : (q + 1) * u].transpose(1, 2).reshape(n, u * d)
                 for o, d, q in self.blocks

@@ -1,0 +1,37 @@
+"""Sums over the edges of each receiving atom as one batched matmul (CPU message passing).
+
+A message ``y_e ⊗ a_e`` (edge features of two kinds, e.g. spherical harmonics and per-channel
+weights) summed over the edges ``e`` that end on atom ``i`` is ``Σ_e y_e a_eᵀ``: with the edges
+grouped by receiver and padded to the largest in-degree ``K``, that is ``bmm(Yᵀ, A)`` on
+``[n, K, ·]`` tensors. Nothing of size ``edges × dim(y) × dim(a)`` is built, forward or
+backward, which on CPU is what costs (memory traffic, not FLOPs).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def receiver_table(receiver: torch.Tensor, n: int) -> torch.Tensor:
+    """Edge ids grouped by receiver, ``[n, K]``; gaps hold ``E`` (the index of a zero row)."""
+    e = receiver.numel()
+    order = torch.argsort(receiver, stable=True)
+    sorted_r = receiver[order]
+    counts = torch.bincount(receiver, minlength=n)
+    k = int(counts.max()) if e else 0
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(e, device=receiver.device) - first[sorted_r]
+    table = torch.full((n, k), e, dtype=torch.long, device=receiver.device)
+    table[sorted_r, slot] = order
+    return table
+
+
+def padded(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Edge rows ``x: [E, ...]`` laid out as ``[n, K, ...]``, zeros in the gaps."""
+    x = torch.cat([x, x.new_zeros((1,) + x.shape[1:])])
+    return x.index_select(0, table.reshape(-1)).view(table.shape + x.shape[1:])
+
+
+def receiver_sum(y: torch.Tensor, a: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``out[i] = Σ_{e → i} y_e a_eᵀ`` for ``y: [E, p]``, ``a: [E, q]``; returns ``[n, p, q]``."""
+    return torch.bmm(padded(y, table).transpose(1, 2), padded(a, table))
