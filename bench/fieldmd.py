@@ -49,12 +49,12 @@ def _dynamics(atoms, calc, ensemble: str = "langevin"):
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.nose_hoover_chain import MTKNPT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     a = atoms.copy()
     a.calc = calc
     rng = np.random.default_rng(0)
-    MaxwellBoltzmannDistribution(a, temperature_K=300, rng=rng)
+    thermalize_momenta(a, 300, rng=rng)
     if ensemble == "npt":  # as `bornfield md --ensemble npt`: MTK, all cell degrees of freedom
         dyn = MTKNPT(a, timestep=2 * units.fs, temperature_K=300, pressure_au=0.0,
                      tdamp=100 * units.fs, pdamp=1000 * units.fs)  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from bornfield.data.splits import farthest_point_sampling
 from bornfield.errors import BornfieldError
@@ -58,7 +58,7 @@ def md_snapshots(
         a = atoms.copy()
         a.calc = calc
         rng = np.random.default_rng([seed, k])
-        MaxwellBoltzmannDistribution(a, temperature_K=t, rng=rng)
+        thermalize_momenta(a, t, rng=rng)
         Stationary(a)
         dyn = Langevin(
             a,

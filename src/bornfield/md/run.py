@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from bornfield.errors import BornfieldError
 from bornfield.units import EV_PER_A3_TO_GPA
@@ -247,7 +247,7 @@ def run_md(
     obs, traj, ckpt = out / "observables.csv", out / "trajectory.xyz", out / CHECKPOINT
     step = 0
     if cfg.ensemble != "nve" and not ckpt.exists():
-        MaxwellBoltzmannDistribution(atoms, temperature_K=cfg.target(0), rng=rng)
+        thermalize_momenta(atoms, cfg.target(0), rng=rng)
         Stationary(atoms)
     dyn = _integrator(atoms, cfg, rng)
     n_rows = n_frames = 0

@@ -132,13 +132,14 @@ class IrrepsLinear(torch.nn.Module):
         self.scale = {ir: irreps_in[ir] ** -0.5 for ir in self.weights}
 
     def forward(self, x: dict[str, torch.Tensor], species: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {}
+        out, onehot = {}, None
         for ir, w in self.weights.items():
             xt = x[ir].transpose(1, 2)  # (N, 2l+1, channels_in)
             if self.per_element:  # every element's weights in one matmul, then pick per atom
                 n_el, c_in, c_out = w.shape
                 y = (xt @ w.transpose(0, 1).reshape(c_in, n_el * c_out)).unflatten(2, (n_el, -1))
-                onehot = torch.nn.functional.one_hot(species, n_el).to(y.dtype)
+                if onehot is None:
+                    onehot = torch.nn.functional.one_hot(species, n_el).to(y.dtype)
                 y = torch.einsum("nmeo,ne->nom", y, onehot)
             else:
                 y = (xt @ w).transpose(1, 2)

@@ -42,7 +42,11 @@ class MACEForceField(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(
-        self, model_path: str | Path, device: str = "cpu", dtype: str = "float32", fuse: bool = True
+        self,
+        model_path: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        fuse: bool | None = None,
     ):
         super().__init__()
         import torch
@@ -58,7 +62,9 @@ class MACEForceField(Calculator):
         model = model.to(dtype=self.dtype).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        #: interactions whose convolution runs fused (bornfield.models.mace_fused)
+        #: interactions whose convolution runs fused (``mace_fused``; by default on CPU only,
+        #: where it was measured)
+        fuse = device == "cpu" if fuse is None else fuse
         self.fused = fuse_scalar_convolutions(model) if fuse else 0
         self.models = [model]  # the attribute name mace-torch's calculator uses
         self.model = model

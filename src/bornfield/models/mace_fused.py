@@ -32,7 +32,7 @@ class ScalarConvolution(torch.nn.Module):
     dropped: a few MFLOP), so nothing of size ``edges * channels * (lmax + 1)^2`` is built.
     """
 
-    def __init__(self, tp) -> None:
+    def __init__(self, tp, tables: dict | None = None) -> None:
         super().__init__()
         ((mul_in, _),) = tp.irreps_in1
         self.channels = mul_in
@@ -46,12 +46,13 @@ class ScalarConvolution(torch.nn.Module):
             offset += ir.dim
         self.register_buffer("comp_c", torch.tensor(comp_c, dtype=torch.get_default_dtype()))
         self.blocks = [b[1:] for b in sorted(blocks)]  # (offset in Y, dim, path), output order
-        self._pad: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: the last receiver table, shared by the interactions of one model (same edges)
+        self._tables = {} if tables is None else tables
 
     def _table(self, receiver: torch.Tensor, n: int) -> torch.Tensor:
-        if self._pad is None or self._pad[0] is not receiver:  # same for both interactions
-            self._pad = (receiver, receiver_table(receiver, n))
-        return self._pad[1]
+        if self._tables.get("receiver") is not receiver:
+            self._tables.update(receiver=receiver, table=receiver_table(receiver, n))
+        return self._tables["table"]
 
     def forward(self, node_feats, edge_attrs, tp_weights, edge_index):
         n, u, p = node_feats.shape[0], self.channels, self.n_paths
@@ -85,14 +86,14 @@ def _applies(tp) -> bool:
 
 def fuse_scalar_convolutions(model: torch.nn.Module) -> int:
     """Replace every applicable ``conv_tp`` of ``model`` in place; return how many were."""
-    n = 0
+    n, tables = 0, {}
     for block in getattr(model, "interactions", []):
         tp = getattr(block, "conv_tp", None)
         if tp is None or hasattr(block, "conv_fusion") or not _applies(tp):
             continue
         if "conv_fusion" not in inspect.getsource(type(block).forward):
             continue
-        fused = ScalarConvolution(tp)
+        fused = ScalarConvolution(tp, tables)
         fused.comp_c = fused.comp_c.to(next(model.parameters()).dtype)
         block.conv_tp = fused
         block.conv_fusion = True
