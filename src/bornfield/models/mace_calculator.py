@@ -6,8 +6,9 @@ neighbour list into the model's input dictionary (the one-hot species block is c
 stress (virial derivative) is computed only once it has been asked for: NVT steps ask for
 forces only; after the first request (NpT, cell relaxation) every call computes it in the same
 pass, so that a later ``get_stress`` at the same geometry costs nothing. Convolutions with scalar
-inputs run fused (``mace_fused``: 1.4–1.7× faster steps at 160–1280 atoms), and freed memory
-stays in the process (``parallel.keep_freed_memory``). Results equal ``MACECalculator``'s
+inputs run fused (``mace_fused``: steps 1.2–1.4× faster than with e3nn's tensor product at
+160–1280 atoms), and freed memory stays in the process (``parallel.keep_freed_memory``: another
+1.1–1.4×; bench/results/fieldmd_t1.md). Results equal ``MACECalculator``'s
 (tested); the model's weights and every other layer are mace-torch's, unchanged.
 """
 
