@@ -220,7 +220,7 @@ def phonon_epsilon(
     if z.shape != (len(atoms), 3, 3):
         raise BornfieldError(f"Born charges of shape {z.shape} for {len(atoms)} atoms")
     ph = gamma_force_constants(atoms, ff, displacement)
-    dm = ph.get_dynamical_matrix_at_q([0, 0, 0])  # eV/Å²/amu
+    dm = _gamma_dynamical_matrix(ph)  # eV/Å²/amu
     w2, vecs = np.linalg.eigh(0.5 * (dm + dm.conj().T).real)
     masses = atoms.get_masses()
     # mode effective charges: (3N modes, 3)
@@ -418,11 +418,16 @@ def compare(a: dict, b: dict, n_sigma: float = 2.0) -> dict:
     return {"n_sigma": z.tolist(), "agree": (z < n_sigma).tolist(), "threshold": n_sigma}
 
 
+def _gamma_dynamical_matrix(ph) -> np.ndarray:
+    """phonopy's dynamical matrix at Γ (3N×3N, eV/Å²/amu)."""
+    return ph.run_qpoints([[0, 0, 0]], with_dynamical_matrices=True).dynamical_matrices[0]
+
+
 def soft_mode_pattern(cell: Atoms, ff) -> np.ndarray:
     """Displacement pattern (N×3, largest component 1) of the softest z-polarized optical Γ mode
     of ``cell`` under ``ff`` (phonopy force constants), i.e. the polar soft mode."""
     ph = gamma_force_constants(cell, ff)
-    dm = ph.get_dynamical_matrix_at_q([0, 0, 0]).real
+    dm = _gamma_dynamical_matrix(ph).real
     dzz = 0.5 * (dm[2::3, 2::3] + dm[2::3, 2::3].T)  # z displacements only (cubic: decoupled)
     w2, vecs = np.linalg.eigh(dzz)
     disp = vecs.T / np.sqrt(cell.get_masses())[None, :]
