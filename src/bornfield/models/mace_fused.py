@@ -84,6 +84,14 @@ def _applies(tp) -> bool:
     return sorted(i.i_in2 for i in tp.instructions) == list(range(len(tp.irreps_in2)))
 
 
+def _has_fusion_hook(cls) -> bool:
+    """Whether mace-torch's ``forward`` of this block calls ``conv_tp`` fused when asked."""
+    try:
+        return "conv_fusion" in inspect.getsource(cls.forward)
+    except (OSError, TypeError):  # no source: do not guess
+        return False
+
+
 def fuse_scalar_convolutions(model: torch.nn.Module) -> int:
     """Replace every applicable ``conv_tp`` of ``model`` in place; return how many were."""
     n, tables = 0, {}
@@ -91,7 +99,7 @@ def fuse_scalar_convolutions(model: torch.nn.Module) -> int:
         tp = getattr(block, "conv_tp", None)
         if tp is None or hasattr(block, "conv_fusion") or not _applies(tp):
             continue
-        if "conv_fusion" not in inspect.getsource(type(block).forward):
+        if not _has_fusion_hook(type(block)):
             continue
         fused = ScalarConvolution(tp, tables)
         fused.comp_c = fused.comp_c.to(next(model.parameters()).dtype)
