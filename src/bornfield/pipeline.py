@@ -149,8 +149,10 @@ def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, d
         rattle=st.rattle,
         log=log,
     )
-    relaxed = D.relaxed_structure(atoms, res)
-    write(stage.dir / "relaxed.xyz", relaxed, format="extxyz")
+    write(stage.dir / "relaxed.xyz", D.relaxed_structure(atoms, res), format="extxyz")
+    # MD starts from the structure as read back, bit for bit what a rerun reads: the in-memory
+    # one differs in the last digits, enough to change the MD runs' reference hash
+    relaxed = read(stage.dir / "relaxed.xyz")
     write_json(stage.dir / "static.json", res)
     ph = None
     if st.phonons:

@@ -70,7 +70,7 @@ def test_rerun_skips_finished_stages_and_report_redraws(pipeline_run):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "static: up to date" in r.stdout
     res = json.loads((d / "out" / "results.json").read_text())
-    assert all(m["steps_this_call"] == 0 for m in res["md_runs"])  # resumed from checkpoints
+    assert all(m.get("steps_this_call") == 0 for m in res["md_runs"]), res["md_runs"]  # resumed
     (d / "out" / "fig3_polarization.png").unlink()
     r = run_cli("report", str(d / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
