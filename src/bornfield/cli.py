@@ -68,7 +68,7 @@ def _cmd_data_convert(args: argparse.Namespace) -> None:
 
 def _cmd_data_split(args: argparse.Namespace) -> None:
     from bornfield.data import io
-    from bornfield.data.splits import kfold, random_split
+    from bornfield.data.splits import kfold, random_split, split_by_label_id
 
     frames = io.read(args.file)
     out = Path(args.out_dir)
@@ -79,7 +79,11 @@ def _cmd_data_split(args: argparse.Namespace) -> None:
                 io.write(out / f"fold{i}_test.xyz", [frames[j] for j in test])
             print(f"wrote {args.kfold} folds to {out}")
         else:
-            train, test = random_split(len(frames), args.test_fraction, args.seed)
+            if args.test_ids:
+                ids = [int(x) for x in args.test_ids.split(",")]
+                train, test = split_by_label_id(frames, ids)
+            else:
+                train, test = random_split(len(frames), args.test_fraction, args.seed)
             io.write(out / "train.xyz", [frames[j] for j in train])
             io.write(out / "test.xyz", [frames[j] for j in test])
             print(f"wrote {len(train)} train / {len(test)} test frames to {out}")
@@ -253,7 +257,7 @@ def _cmd_train_bec(args: argparse.Namespace) -> None:
 
         valid = io.read(args.valid)
     over = {"max_epochs": args.epochs, "ema_decay": args.ema_decay, "batch_size": args.batch_size,
-            "lr": args.lr}  # fmt: skip
+            "lr": args.lr, "valid_fraction": args.valid_fraction}  # fmt: skip
     cfg = BECTrainConfig(seed=args.seed, **{k: v for k, v in over.items() if v is not None})
     path = train_bec(args.data, args.out, _bec_model_cfg(args), cfg, valid=valid)
     print(f"model: {path}")
@@ -275,6 +279,7 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
         out_dir=args.out,
         plot=args.plot,
         workers=args.workers,
+        valid_fraction=args.valid_fraction,
     )
     for row in result.get("learning_curve", []):
         print(f"n_train {row['n_train']:4d}: Z* MAE {row['bec_mae_e']:.4f} e")
@@ -439,7 +444,7 @@ def _cmd_dielectric_md(args: argparse.Namespace) -> None:
 
     eps_inf = None if args.eps_inf is None else np.eye(3) * args.eps_inf
     zero = D.read_observables(args.zero, args.discard)
-    res = {"fluctuation": D.fluctuation_epsilon(zero, eps_inf=eps_inf)}
+    runs = []
     if args.runs:
 
         def reference_of(run: str) -> str | None:
@@ -454,12 +459,14 @@ def _cmd_dielectric_md(args: argparse.Namespace) -> None:
                     "start the zero-field and field runs from one structure"
                 )
         runs = [(field_of(r), D.read_observables(r, args.discard)) for r in args.runs]
-        res["finite_field"] = D.finite_field_epsilon(zero, runs, eps_inf=eps_inf, paired=True)
-        res["agreement"] = D.compare(res["finite_field"], res["fluctuation"])
+    res = D.md_epsilon(zero, runs, eps_inf=eps_inf)
+    if runs:
         print("finite-field ε_ion:\n", np.round(res["finite_field"]["epsilon_ionic"], 3))
         print("±", np.round(res["finite_field"]["epsilon_ionic_error"], 3))
     print("fluctuation ε_ion:\n", np.round(res["fluctuation"]["epsilon_ionic"], 3))
     print("±", np.round(res["fluctuation"]["epsilon_ionic_error"], 3))
+    reasons = res["assessment"]["reasons"]
+    print("NOT converged: " + "; ".join(reasons) if reasons else "converged")
     if args.json:
         write_json(args.json, res)
 
@@ -613,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out-dir", required=True)
     q.add_argument("--test-fraction", type=float, default=0.1)
     q.add_argument("--kfold", type=int, default=0)
+    q.add_argument(
+        "--test-ids", default="", help="test = frames whose label_id is in this list (e.g. 4,9)"
+    )
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_cmd_data_split)
 
@@ -664,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", type=float, help="initial learning rate (default 5e-3)")
     _add_bec_arch_args(q)
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
+    q.add_argument(
+        "--valid-fraction",
+        type=float,
+        help="validation share of --data (default 0.1; 0: none, select on the training error)",
+    )
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_cmd_train_bec)
 
@@ -680,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")
     _add_evaluate_args(q)
     q.add_argument("--learning-curve", help="training-set sizes, e.g. 10,20,40,80")
+    q.add_argument("--valid-fraction", type=float, help="of each training (0: none)")
     _add_bec_arch_args(q)
     q.set_defaults(func=_cmd_evaluate_bec)
 

@@ -249,7 +249,9 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
     return tasks
 
 
-def analyze_dielectric(cfg: RunConfig, tasks, results, out: Path) -> dict:
+def analyze_dielectric(
+    cfg: RunConfig, tasks, results, out: Path, log: Callable[[str], None] = print
+) -> dict:
     from bornfield.analysis import dielectric as D
 
     d = cfg.dielectric
@@ -267,14 +269,15 @@ def analyze_dielectric(cfg: RunConfig, tasks, results, out: Path) -> dict:
             task, r = by_name[f"T{t:g}_E{name}"]
             if "error" not in r:
                 runs.append((np.asarray(task.field), D.read_observables(task.out, d.equilibration)))
-        entry = {"fluctuation": D.fluctuation_epsilon(z_obs, eps_inf=eps_inf)}
-        if runs:
-            entry["finite_field"] = D.finite_field_epsilon(
-                z_obs, runs, eps_inf=eps_inf, paired=True
-            )
-            entry["agreement"] = D.compare(entry["finite_field"], entry["fluctuation"])
+        entry = D.md_epsilon(z_obs, runs, eps_inf=eps_inf)
         entry["mean_T_K"] = float(z_obs["temperature_K"].mean())
         table[f"{t:g}"] = entry
+        verdict = entry["assessment"]
+        eps = np.diag(entry.get("finite_field", entry["fluctuation"])["epsilon_ionic"])
+        log(
+            f"{t:g} K: ε_ion diagonal {np.round(eps, 1).tolist()}"
+            + ("" if verdict["converged"] else "; NOT converged: " + "; ".join(verdict["reasons"]))
+        )
     return table
 
 
@@ -337,7 +340,7 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
         },
         "static": static,
         "phonon": phonon,
-        "dielectric": analyze_dielectric(cfg, tasks, results, out)
+        "dielectric": analyze_dielectric(cfg, tasks, results, out, log)
         if cfg.dielectric.enabled
         else None,
         "phases": analyze_phases(cfg, tasks, results),

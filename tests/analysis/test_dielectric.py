@@ -12,6 +12,7 @@ from bornfield.calculators.field_calculator import FieldCalculator
 from bornfield.errors import BornfieldError
 from bornfield.label.generators import perturbed
 from bornfield.md.run import MDConfig, run_md
+from bornfield.units import ELEMENTARY_CHARGE_C, EPSILON_0_SI, KB_EV
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,8 @@ def test_finite_field_and_fluctuation_md_agree_with_phonons(tmp_path):
     assert ff["linear"]["x"] is True and ff["linear"]["y"] is None
     cmp = D.compare(ff, fl, n_sigma=4)
     assert np.all(cmp["agree"])
+    verdict = D.assess_epsilon({"finite_field": ff, "fluctuation": fl, "agreement": cmp})
+    assert verdict["converged"], verdict["reasons"]
     # a run with the field along two axes at once is refused
     with pytest.raises(BornfieldError, match="one axis"):
         D.finite_field_epsilon(obs["0"][1], [(np.array([e, e, 0]), obs["x"][1])])
@@ -95,3 +98,37 @@ def test_observables_without_polarization_are_refused(tmp_path):
     (tmp_path / "observables.csv").write_text(",".join(cols) + "\n" + rows + "\n")
     with pytest.raises(BornfieldError, match="observables.csv: no finite polarization"):
         D.read_observables(tmp_path)
+
+
+def _synthetic_obs(p: np.ndarray) -> dict[str, np.ndarray]:
+    """Observables of a polarization series at 100 K in 1000 Å³."""
+    n = len(p)
+    obs = {f"P{a}_C_m2": p[:, i] for i, a in enumerate("xyz")}
+    return obs | {"step": np.arange(n), "target_K": np.full(n, 100.0), "volume_A3": np.full(n, 1e3)}
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_negative_epsilon_is_not_converged(sign):
+    """White-noise P whose variance means ε_ion = 50 (fluctuation formula) and field runs that
+    shift it by ε0·50·E: converged. A response against the field along z (what an unaveraged
+    polarization switch gives) is flagged. A mean P away from the reference is reported."""
+    rng = np.random.default_rng(0)
+    n, eps, e = 4000, 50.0, 1e-3  # samples, ε_ion, field (V/Å)
+    factor = 1e-27 / (EPSILON_0_SI * KB_EV * ELEMENTARY_CHARGE_C * 100.0)
+    shift = np.array([0.0, 0.0, 0.02])  # C/m², the thermal state's P from the reference
+    p0 = rng.normal(0, np.sqrt(eps / factor), (n, 3)) + shift
+    runs = []
+    for i in range(3):
+        dp = np.eye(3)[i] * EPSILON_0_SI * eps * e * 1e10 * (sign if i == 2 else 1.0)
+        runs.append((np.eye(3)[i] * e, _synthetic_obs(p0 + dp + rng.normal(0, 1e-3, (n, 3)))))
+    entry = D.md_epsilon(_synthetic_obs(p0), runs)
+    verdict = entry["assessment"]
+    assert verdict["zero_field_P_shift_C_per_m2"] == pytest.approx(shift, abs=2e-3)
+    ff = np.diag(entry["finite_field"]["epsilon_ionic"])
+    assert ff == pytest.approx([eps, eps, sign * eps], rel=0.02)
+    assert np.diag(entry["fluctuation"]["epsilon_ionic"]) == pytest.approx(eps, rel=0.1)
+    if sign > 0:
+        assert verdict["converged"], verdict["reasons"]
+    else:
+        assert not verdict["converged"]
+        assert verdict["reasons"][0].startswith("ε_zz negative"), verdict["reasons"]

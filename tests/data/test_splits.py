@@ -7,7 +7,7 @@ import pytest
 from helpers import cubic_catio3, run_cli
 
 from bornfield.data import io
-from bornfield.data.splits import farthest_point_sampling, kfold, random_split
+from bornfield.data.splits import farthest_point_sampling, kfold, random_split, split_by_label_id
 
 
 def test_random_split_is_seeded_and_disjoint():
@@ -77,3 +77,18 @@ def test_split_and_sparsify_cli(tmp_path):
     assert r.returncode == 0 and len(io.read(tmp_path / "s.xyz")) == 3
     r = run_cli("data", "sparsify", str(p), "-n", "9", "--out", str(tmp_path / "s.xyz"))
     assert r.returncode == 2 and "cannot pick 9 of 6" in r.stderr
+
+
+def test_split_by_label_id(tmp_path):
+    frames = [cubic_catio3() for _ in range(6)]
+    for i, a in enumerate(frames):
+        a.info["label_id"] = [0, 1, 2, 4, 5, 9][i]
+    path = tmp_path / "set.xyz"
+    io.write(path, frames)
+    out = tmp_path / "split"
+    r = run_cli("data", "split", str(path), "--out-dir", str(out), "--test-ids", "4,9,14")
+    assert r.returncode == 0, r.stderr
+    assert [a.info["label_id"] for a in io.read(out / "test.xyz")] == [4, 9]
+    assert [a.info["label_id"] for a in io.read(out / "train.xyz")] == [0, 1, 2, 5]
+    with pytest.raises(ValueError, match="empty train or test"):
+        split_by_label_id(frames, [7])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from helpers import BATIO3
+from helpers import BATIO3, cubic_catio3, random_born_charges
 from scipy.spatial.transform import Rotation
 
 from bornfield.data import io
@@ -122,3 +124,17 @@ def test_old_model_format_is_refused(tmp_path):
     torch.save(payload, tmp_path / "old.pt")
     with pytest.raises(BornfieldError, match="old.pt: Born-charge model file format 1.*retrain"):
         load_model(tmp_path / "old.pt")
+
+
+def test_training_without_validation_split(tmp_path):
+    """valid_fraction 0 (datasets too small to spare a frame): every frame trains and selects."""
+    frames = [cubic_catio3() for _ in range(2)]
+    for i, a in enumerate(frames):
+        a.rattle(0.05, seed=i)
+        a.arrays["born_charges"] = random_born_charges(5, seed=i)
+    logs: list[str] = []
+    cfg = BECTrainConfig(max_epochs=2, valid_fraction=0.0)
+    train_bec(frames, tmp_path, {"channels": 4}, cfg, log=logs.append)
+    assert "no validation split" in logs[0]
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["n_train_frames"] == card["n_valid_frames"] == 2

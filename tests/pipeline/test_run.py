@@ -60,6 +60,10 @@ def test_report_has_every_figure(pipeline_run):
     assert set(res) >= {"static", "phonon", "dielectric", "phases", "md_runs", "models"}
     eps = res["dielectric"]["300"]
     assert "finite_field" in eps and "fluctuation" in eps
+    # 60 steps cannot average P: the verdict says so in the log, results.json and the report
+    assert eps["assessment"]["converged"] is False and eps["assessment"]["reasons"]
+    assert "300 K: ε_ion diagonal" in r.stdout and "NOT converged" in r.stdout
+    assert "<th>converged</th>" in html and "run longer" in html
     assert len(res["phases"]["frame_T_K"]) == len(res["phases"]["frame_pseudocubic_A"]) > 3
     assert all("error" not in m for m in res["md_runs"])
 

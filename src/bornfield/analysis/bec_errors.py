@@ -142,10 +142,12 @@ def evaluate_bec(
     out_dir: str | Path | None = None,
     plot: str | Path | None = None,
     workers: int = 1,
+    valid_fraction: float | None = None,
 ) -> dict:
     """Z* errors of a model on ``data``, or k-fold CV / a learning curve of freshly trained ones.
 
-    With ``workers`` > 1 the trainings run in parallel on a Dask LocalCluster."""
+    With ``workers`` > 1 the trainings run in parallel on a Dask LocalCluster;
+    ``valid_fraction`` is the trainings' (see :class:`BECTrainConfig`)."""
     from bornfield.data import io
     from bornfield.data.validate import require_keys
     from bornfield.errors import BornfieldError
@@ -155,7 +157,8 @@ def evaluate_bec(
     frames = io.read(data)
     require_keys(frames, ["born_charges"], str(data))
     out = Path(out_dir or "eval_bec")
-    tcfg = BECTrainConfig(seed=seed, **({"max_epochs": epochs} if epochs else {}))
+    over = {"max_epochs": epochs or None, "valid_fraction": valid_fraction}
+    tcfg = BECTrainConfig(seed=seed, **{k: v for k, v in over.items() if v is not None})
 
     def train(tr: list[Atoms], d: Path) -> Path:
         return train_bec(tr, d, model_cfg, tcfg, log=lambda _: None)

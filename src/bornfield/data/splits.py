@@ -21,6 +21,19 @@ def random_split(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarra
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def split_by_label_id(frames: Sequence[Atoms], test_ids: Sequence[int]) -> tuple[list, list]:
+    """Indices (train, test): test holds the frames whose ``info["label_id"]`` (their index in
+    the labelled structures file) is in ``test_ids`` — a split fixed by the dataset card."""
+    ids = [a.info.get("label_id") for a in frames]
+    if any(i is None for i in ids):
+        raise ValueError("frames without info['label_id'] cannot be split by id")
+    wanted = {int(i) for i in test_ids}
+    test = [k for k, i in enumerate(ids) if int(i) in wanted]
+    if not test or len(test) == len(frames):
+        raise ValueError(f"label ids {sorted(wanted)} leave an empty train or test set")
+    return [k for k in range(len(frames)) if k not in test], test
+
+
 def kfold(n: int, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, test) index pairs; the test sets partition range(n) into near-equal folds."""
     if not 2 <= k <= n:

@@ -29,7 +29,7 @@ class BECTrainConfig:
     batch_size: int = 1
     lr: float = 5e-3
     patience: int = 40
-    valid_fraction: float = 0.1
+    valid_fraction: float = 0.1  # 0: no validation split (select on the training error)
     seed: int = 0
     ema_decay: float = 0.99  # validate and save an exponential moving average of the weights
 
@@ -55,7 +55,12 @@ def train_bec(
     source = str(data) if isinstance(data, str | Path) else "<frames>"
     frames = io.read(data) if isinstance(data, str | Path) else list(data)
     require_keys(frames, ["born_charges"], source)
-    if valid is None:
+    if valid is None and train_cfg.valid_fraction == 0:
+        # datasets too small to spare a frame: every frame trains, and model selection and
+        # early stopping watch the training error (hold out a test set outside instead)
+        log(f"{source}: no validation split (valid_fraction 0): selecting on the training error")
+        train_frames, valid_frames = frames, frames
+    elif valid is None:
         if len(frames) < 2:
             raise BornfieldError(f"{source}: need at least 2 frames to hold out a validation set")
         tr, va = random_split(len(frames), train_cfg.valid_fraction, train_cfg.seed)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from bornfield.analysis.dielectric import assess_epsilon
 from bornfield.analysis.plotting import plt, save_png
 
 AXES = "xyz"
@@ -188,35 +189,37 @@ def fig4_phases(phases: dict, path: Path) -> None:
 
 
 def fig5_epsilon(dielectric: dict, path: Path, zero_t: dict | None = None) -> None:
-    """Diagonal ionic ε vs T: finite field (filled), fluctuations (open), T = 0 (Fig 5)."""
+    """Diagonal ionic ε vs T: finite field (filled), fluctuations (open), T = 0 (Fig 5).
+
+    Temperatures whose estimates are not converged (``assessment``) are drawn faint."""
     fig, ax = plt.subplots(figsize=(4.8, 3.8))
     temps = sorted((float(k), v) for k, v in dielectric.items() if "error" not in v)
+    ok = {t: (v.get("assessment") or assess_epsilon(v))["converged"] for t, v in temps}
     for i in range(3):
         c = f"C{i}"
-        ff = [(t, v["finite_field"]) for t, v in temps if "finite_field" in v]
-        if ff:
-            ax.errorbar(
-                [t for t, _ in ff],
-                [r["epsilon_ionic"][i][i] for _, r in ff],
-                [r["epsilon_ionic_error"][i][i] for _, r in ff],
-                fmt="o",
-                color=c,
-                capsize=2,
-                label=f"ε_{AXES[i]}{AXES[i]} finite field",
-            )
-        fl = [(t, v["fluctuation"]) for t, v in temps]
-        ax.errorbar(
-            [t + 8 for t, _ in fl],
-            [r["epsilon_ionic"][i][i] for _, r in fl],
-            [r["epsilon_ionic_error"][i][i] for _, r in fl],
-            fmt="s",
-            mfc="none",
-            color=c,
-            capsize=2,
-            label=f"ε_{AXES[i]}{AXES[i]} fluctuation",
-        )
+        routes = (("finite_field", "o", 0, None), ("fluctuation", "s", 8, "none"))
+        for route, fmt, dx, mfc in routes:
+            pts = [(t, v[route]) for t, v in temps if route in v]
+            for good in (True, False):
+                sel = [(t, r) for t, r in pts if ok[t] is good]
+                if not sel:
+                    continue
+                ax.errorbar(
+                    [t + dx for t, _ in sel],
+                    [r["epsilon_ionic"][i][i] for _, r in sel],
+                    [r["epsilon_ionic_error"][i][i] for _, r in sel],
+                    fmt=fmt,
+                    mfc=mfc,
+                    color=c,
+                    alpha=1.0 if good else 0.3,
+                    capsize=2,
+                    label=f"ε_{AXES[i]}{AXES[i]} {route.replace('_', ' ')}" if good else None,
+                )
         if zero_t:
             ax.plot([0], [zero_t["epsilon_ionic"][i][i]], "D", mfc="none", color=c, ms=7)
-    ax.set(xlabel="T (K)", ylabel="ionic ε", title="Fig 5: ε_ion(T); ◇ T = 0 (phonons)")
+    title = "Fig 5: ε_ion(T); ◇ T = 0 (phonons)"
+    if not all(ok.values()):
+        title += "\nfaint: not converged (see report)"
+    ax.set(xlabel="T (K)", ylabel="ionic ε", title=title)
     ax.legend(fontsize=6, ncol=2)
     save_png(fig, path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from bornfield.analysis.dielectric import assess_epsilon
 from bornfield.report import figures as F
 
 FIGURES = {
@@ -199,7 +200,7 @@ def write_report(
         parts.append(
             "<h2>Finite temperature</h2><table><tr><th>T (K)</th>"
             "<th>finite field ε_ion</th><th>fluctuation ε_ion</th>"
-            "<th>agree within 2σ</th><th>linear (±E)</th></tr>"
+            "<th>agree within 2σ</th><th>linear (±E)</th><th>converged</th></tr>"
         )
         for t, v in diel.items():
             if "error" in v:
@@ -208,16 +209,19 @@ def write_report(
             ffe, fl = v.get("finite_field"), v["fluctuation"]
             agree = np.asarray(v["agreement"]["agree"]) if "agreement" in v else None
             ff_cell = _matrix(ffe["epsilon_ionic"], ffe["epsilon_ionic_error"]) if ffe else "-"
-            short = fl.get("short_run") or any(
-                r.get("short_run") for rows in (ffe or {}).get("runs", {}).values() for r in rows
-            )
-            if short:
-                ff_cell += "<small>† runs shorter than 16 τ: errors are lower bounds</small>"
+            verdict = v.get("assessment") or assess_epsilon(v)  # results.json of before
+            verdict_cell = "yes" if verdict["converged"] else "<b>no</b>"
+            if verdict["reasons"]:
+                verdict_cell += "<small><br>" + "<br>".join(esc(r) for r in verdict["reasons"])
+                verdict_cell += "<br>run longer (dielectric.steps) or pick another T</small>"
+            if verdict.get("zero_field_P_shift_C_per_m2"):
+                p0 = np.round(verdict["zero_field_P_shift_C_per_m2"], 3).tolist()
+                verdict_cell += f"<small><br>zero-field ⟨P⟩ = {p0} C/m² from the reference</small>"
             parts.append(
                 f"<tr><td>{t}</td><td>{ff_cell}</td>"
                 f"<td>{_matrix(fl['epsilon_ionic'], fl['epsilon_ionic_error'])}</td>"
                 f"<td>{'-' if agree is None else f'{int(agree.sum())}/9 components'}</td>"
-                f"<td>{esc(str(ffe['linear'])) if ffe else '-'}</td></tr>"
+                f"<td>{esc(str(ffe['linear'])) if ffe else '-'}</td><td>{verdict_cell}</td></tr>"
             )
         parts.append("</table>")
     phs = results.get("phases")
