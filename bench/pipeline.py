@@ -45,6 +45,8 @@ def main() -> None:
             "finite_field_diag": np.diag(v["finite_field"]["epsilon_ionic"]).round(1).tolist(),
             "finite_field_err": np.diag(v["finite_field"]["epsilon_ionic_error"]).round(1).tolist(),
             "fluctuation_diag": np.diag(v["fluctuation"]["epsilon_ionic"]).round(1).tolist(),
+            "converged": v["assessment"]["converged"],
+            "reasons": v["assessment"]["reasons"],
         }
         for t, v in res["dielectric"].items()
         if "finite_field" in v
@@ -75,8 +77,9 @@ def main() -> None:
         f"{row['phonon_eps_ionic_diag']}",
     ]
     for t, v in diel.items():
+        verdict = "converged" if v["converged"] else "NOT converged: " + "; ".join(v["reasons"])
         md.append(f"- {t} K: finite field {v['finite_field_diag']} ± {v['finite_field_err']}, "
-                  f"fluctuations {v['fluctuation_diag']}")  # fmt: skip
+                  f"fluctuations {v['fluctuation_diag']}; {verdict}")  # fmt: skip
     (RESULTS / "pipeline_default.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
