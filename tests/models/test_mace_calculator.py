@@ -26,7 +26,7 @@ def _cell():
 def test_equals_mace_calculator():
     ref, lean = _cell(), _cell()
     ref.calc = MACECalculator(model_paths=str(MODEL), device="cpu", default_dtype="float64")
-    lean.calc = MACEForceField(MODEL, dtype="float64")
+    lean.calc = MACEForceField(MODEL, dtype="float64", tabulate=False)
     f = lean.get_forces()
     assert not lean.calc.stress_wanted and "stress" not in lean.calc.results  # NVT: no virial
     np.testing.assert_allclose(lean.get_potential_energy(), ref.get_potential_energy(), atol=1e-9)
@@ -90,3 +90,29 @@ def test_fused_convolution_equals_e3nn(tmp_path):
             if atoms.pbc.all():
                 s_ref = ref.get_stress(atoms)
                 np.testing.assert_allclose(fused.get_stress(atoms), s_ref, atol=1e-12)
+
+
+def test_radial_table_equals_the_mlp():
+    """The tabulated radial weights give the MLP's energy, forces and stress (float64) in a
+    strained periodic cell and in a cluster with short and long edges; a coarse table does not
+    (so the comparison can fail), and undone models are untouched."""
+    from bornfield.models.radial_table import RadialTable, tabulate_radial
+
+    cluster = _cell()
+    cluster.pbc = False
+    for atoms in (_cell(), cluster):
+        ref = MACEForceField(MODEL, dtype="float64", tabulate=False)
+        tab = MACEForceField(MODEL, dtype="float64")
+        assert (ref.tabulated, tab.tabulated) == (0, 2)
+        assert isinstance(tab.model.interactions[1].conv_tp_weights, RadialTable)
+        f_ref, f = ref.get_forces(atoms), tab.get_forces(atoms)
+        assert np.abs(f_ref).max() > 1e-2
+        np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-7)  # measured: 3e-8 eV/Å
+        e_ref = ref.get_potential_energy(atoms)
+        np.testing.assert_allclose(tab.get_potential_energy(atoms), e_ref, rtol=0, atol=1e-7)
+        if atoms.pbc.all():
+            np.testing.assert_allclose(tab.get_stress(atoms), ref.get_stress(atoms), atol=1e-10)
+    coarse = MACEForceField(MODEL, dtype="float64", tabulate=False)
+    assert tabulate_radial(coarse.model, n=8) == 2
+    assert tabulate_radial(coarse.model) == 0  # already tabulated
+    assert np.abs(coarse.get_forces(_cell()) - ref.get_forces(_cell())).max() > 1e-4

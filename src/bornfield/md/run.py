@@ -174,7 +174,9 @@ def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
         state = pickle.load(fh)
     atoms.set_cell(state["cell"], scale_atoms=False)
     atoms.positions = state["positions"]
-    atoms.set_momenta(state["momenta"])
+    # as saved: FixCom would otherwise remove a 1e-17 centre-of-mass momentum again, and the
+    # resumed trajectory would differ from the uninterrupted one in the last bits
+    atoms.set_momenta(state["momenta"], apply_constraint=False)
     for k, v in state["dyn"].items():
         setattr(dyn, k, v)
     for p, d in state["parts"].items():

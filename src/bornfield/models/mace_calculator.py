@@ -23,6 +23,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from bornfield.errors import BornfieldError
 from bornfield.models.mace_fused import fuse_scalar_convolutions
+from bornfield.models.radial_table import tabulate_radial
 from bornfield.parallel import keep_freed_memory
 
 
@@ -48,6 +49,7 @@ class MACEForceField(Calculator):
         device: str = "cpu",
         dtype: str = "float32",
         fuse: bool | None = None,
+        tabulate: bool | None = None,
     ):
         super().__init__()
         import torch
@@ -67,6 +69,10 @@ class MACEForceField(Calculator):
         #: where it was measured)
         fuse = device == "cpu" if fuse is None else fuse
         self.fused = fuse_scalar_convolutions(model) if fuse else 0
+        #: interactions whose radial MLP is a cubic-spline table (``radial_table``; on CPU by
+        #: default, where it was measured)
+        tabulate = device == "cpu" if tabulate is None else tabulate
+        self.tabulated = tabulate_radial(model) if tabulate else 0
         self.models = [model]  # the attribute name mace-torch's calculator uses
         self.model = model
         self.r_max = float(model.r_max)
