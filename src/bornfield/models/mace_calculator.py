@@ -7,9 +7,10 @@ stress (virial derivative) is computed only once it has been asked for: NVT step
 forces only; after the first request (NpT, cell relaxation) every call computes it in the same
 pass, so that a later ``get_stress`` at the same geometry costs nothing. Convolutions with scalar
 inputs run fused (``mace_fused``: steps 1.2–1.4× faster than with e3nn's tensor product at
-160–1280 atoms), and freed memory stays in the process (``parallel.keep_freed_memory``: another
-1.1–1.4×; bench/results/fieldmd_t1.md). Results equal ``MACECalculator``'s
-(tested); the model's weights and every other layer are mace-torch's, unchanged.
+160–1280 atoms), the radial MLPs are cubic-spline tables (``radial_table``: another 1.05–1.2×),
+and freed memory stays in the process (``parallel.keep_freed_memory``: 1.1–1.4×;
+bench/results/fieldmd*.md). Results equal ``MACECalculator``'s (tested; the tables to 3e-8 eV/Å
+in forces); the model's weights and every other layer are mace-torch's, unchanged.
 """
 
 from __future__ import annotations
