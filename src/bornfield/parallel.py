@@ -25,8 +25,11 @@ def dask_client(workers: int = 2, threads_per_worker: int = 1, scheduler: str = 
         n = str(threads_per_worker)
         # non-daemonic workers may start processes of their own (mace_run_train, ABINIT)
         os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny"):
+        for name in ("distributed", "distributed.scheduler"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # at close, a worker still inside torch's thread pool is killed after 4 s with a warning;
+        # every result is in by then
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

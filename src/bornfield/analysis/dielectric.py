@@ -11,6 +11,8 @@ The ionic (lattice) part is ε_ion,αβ = ∂P_α/∂E_β / ε0; the total stati
 - :func:`finite_field_epsilon`: ε_αβ = ε∞ + (⟨P_α⟩_E − ⟨P_α⟩_0)/(ε0 E_β) from MD runs with and
   without field, block-averaged errors and a linearity check over ±E and field strengths (Fig 5).
 - :func:`fluctuation_epsilon`: ε = ε∞ + Ω/(ε0 kB T) (⟨PP⟩ − ⟨P⟩⟨P⟩) from a zero-field run.
+- :func:`md_epsilon`: both MD routes at one temperature and :func:`assess_epsilon`'s verdict
+  (converged or not, and why).
 """
 
 from __future__ import annotations
