@@ -208,7 +208,7 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['n_atoms']} | {1e3 * r['bare_s']:.0f} | {1e3 * r.get('bare_mlp_s', np.nan):.0f} "
+            f"| {r['n_atoms']} | {1e3 * r['bare_s']:.0f} | {1e3 * r['bare_mlp_s']:.0f} "
             f"| {1e3 * r['bare_e3nn_s']:.0f} "
             f"| {1e3 * r['bare_mace_s']:.0f} "
             f"| {1e3 * r['field_k1_s']:.0f} | {1e3 * r[k]:.0f} "

@@ -486,6 +486,11 @@ def assess_epsilon(entry: dict, rel_error: float = 0.3, n_sigma: float = 3.0) ->
     return {"converged": not reasons, "reasons": reasons, "zero_field_P_shift_C_per_m2": shift}
 
 
+def verdict_of(entry: dict) -> dict:
+    """An entry's stored ``assessment``, or one made now (results written before it existed)."""
+    return entry.get("assessment") or assess_epsilon(entry)
+
+
 def _gamma_dynamical_matrix(ph) -> np.ndarray:
     """phonopy's dynamical matrix at Γ (3N×3N, eV/Å²/amu)."""
     return ph.run_qpoints([[0, 0, 0]], with_dynamical_matrices=True).dynamical_matrices[0]

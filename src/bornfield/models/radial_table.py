@@ -14,6 +14,8 @@ stay the exact gradient of the (interpolated) energy. With the default 2048 inte
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 #: interaction blocks whose forward uses ``edge_feats`` only through ``conv_tp_weights``
@@ -28,7 +30,7 @@ class EdgeLengths(torch.nn.Module):
     def __init__(self, embedding: torch.nn.Module) -> None:
         super().__init__()
         self.out_dim = embedding.out_dim
-        self.embedding = embedding  # kept for reference (its r_max, basis) and for undoing
+        self.embedding = embedding  # what the tables were built from (its r_max and basis)
 
     def forward(self, edge_lengths, node_attrs=None, edge_index=None, atomic_numbers=None):
         return edge_lengths, None
@@ -74,8 +76,6 @@ class RadialTable(torch.nn.Module):
 
 
 def _copy64(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(module).to(torch.float64)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from bornfield.analysis.dielectric import assess_epsilon
+from bornfield.analysis.dielectric import verdict_of
 from bornfield.analysis.plotting import plt, save_png
 
 AXES = "xyz"
@@ -194,7 +194,7 @@ def fig5_epsilon(dielectric: dict, path: Path, zero_t: dict | None = None) -> No
     Temperatures whose estimates are not converged (``assessment``) are drawn faint."""
     fig, ax = plt.subplots(figsize=(4.8, 3.8))
     temps = sorted((float(k), v) for k, v in dielectric.items() if "error" not in v)
-    ok = {t: (v.get("assessment") or assess_epsilon(v))["converged"] for t, v in temps}
+    ok = {t: verdict_of(v)["converged"] for t, v in temps}
     for i in range(3):
         c = f"C{i}"
         routes = (("finite_field", "o", 0, None), ("fluctuation", "s", 8, "none"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from bornfield.analysis.dielectric import assess_epsilon
+from bornfield.analysis.dielectric import verdict_of
 from bornfield.report import figures as F
 
 FIGURES = {
@@ -209,7 +209,7 @@ def write_report(
             ffe, fl = v.get("finite_field"), v["fluctuation"]
             agree = np.asarray(v["agreement"]["agree"]) if "agreement" in v else None
             ff_cell = _matrix(ffe["epsilon_ionic"], ffe["epsilon_ionic_error"]) if ffe else "-"
-            verdict = v.get("assessment") or assess_epsilon(v)  # results.json of before
+            verdict = verdict_of(v)
             verdict_cell = "yes" if verdict["converged"] else "<b>no</b>"
             if verdict["reasons"]:
                 verdict_cell += "<small><br>" + "<br>".join(esc(r) for r in verdict["reasons"])
