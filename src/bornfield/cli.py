@@ -121,7 +121,10 @@ def _cmd_label(args: argparse.Namespace) -> None:
         overrides["ixc"] = FUNCTIONALS[args.xc]
     settings = preset(args.preset, **overrides)
     structures = io.read(args.structures)
-    report = label_structures(structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np)
+    report = label_structures(
+        structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np,
+        max_structures=args.max_structures,
+    )  # fmt: skip
     print(
         f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
     )
@@ -647,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--kpt-length", type=float, help="override the k-mesh density: n_i = ceil(L / a_i), L in Å"
     )
     q.add_argument("--xc", choices=["pbesol", "pbe"], help="functional (default PBEsol)")
+    q.add_argument(
+        "--max", type=int, dest="max_structures", help="stop after N structures (the rest stay queued)"
+    )
     q.set_defaults(func=_cmd_label)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)

@@ -121,8 +121,10 @@ def test_resume_after_interruption_and_failure_is_recorded(tmp_path):
         label_structures(structures, out, settings, log=kill_after_first)
     assert [a.info["label_id"] for a in io.read(out)] == [0]
     (tmp_path / "labelled.xyz.job" / "s00001").mkdir()  # debris of a run in flight
+    report = label_structures(structures, out, settings, log=lambda m: None, max_structures=1)
+    assert report.skipped == [0] and report.done == [1] and not report.failed  # --max 1
     report = label_structures(structures, out, settings, log=lambda m: None)
-    assert report.skipped == [0] and report.done == [1, 2] and not report.failed
+    assert report.skipped == [0, 1] and report.done == [2] and not report.failed
     frames = io.read(out)
     assert [a.info["label_id"] for a in frames] == [0, 1, 2]
     np.testing.assert_allclose(frames[2].positions, structures[2].positions, atol=1e-7)

@@ -37,6 +37,7 @@ class LabelReport:
     done: list[int] = field(default_factory=list)  # labelled in this call
     skipped: list[int] = field(default_factory=list)  # already in the output
     failed: dict[int, str] = field(default_factory=dict)  # id -> reason (this call and earlier)
+    failed_here: list[int] = field(default_factory=list)  # failed in this call
     wall_s: list[float] = field(default_factory=list)
 
 
@@ -55,8 +56,12 @@ def label_structures(
     job_dir: str | Path | None = None,
     nprocs: int = 2,
     log: Callable[[str], None] = print,
+    max_structures: int | None = None,
 ) -> LabelReport:
-    """Label ``structures`` with ABINIT into ``out`` (extxyz), resumably, one at a time."""
+    """Label ``structures`` with ABINIT into ``out`` (extxyz), resumably, one at a time.
+
+    ``max_structures``: this call stops after that many structures (labelled or failed), so that
+    a worker can be moved to another queue without killing a structure in flight."""
     out = Path(out)
     job = Path(job_dir) if job_dir else out.with_name(out.name + ".job")
     job.mkdir(parents=True, exist_ok=True)
@@ -89,6 +94,9 @@ def label_structures(
         log(f"{len(report.failed)} structures failed earlier and are skipped: see {failed_path}")
     log(f"labelling {len(todo)} of {len(structures)} structures ({len(done_ids)} done) -> {out}")
     for n, i in enumerate(todo):
+        if max_structures is not None and len(report.done + report.failed_here) >= max_structures:
+            log(f"stopping after {max_structures} structure(s) (--max); the rest stay queued")
+            break
         atoms = structures[i]
         workdir = job / f"s{i:05d}"
         claim = job / "claims" / f"s{i:05d}.json"
@@ -107,6 +115,7 @@ def label_structures(
                 report.failed = _failed(failed_path) | {i: str(exc)}
                 failed_path.write_text(json.dumps(report.failed, indent=1))
                 claim.unlink(missing_ok=True)
+            report.failed_here.append(i)
             log(f"[{n + 1}/{len(todo)}] structure {i} FAILED: {exc}")
             continue
         labelled.info[ID_KEY] = i
