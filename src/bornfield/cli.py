@@ -651,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--xc", choices=["pbesol", "pbe"], help="functional (default PBEsol)")
     q.add_argument(
-        "--max", type=int, dest="max_structures", help="stop after N structures (the rest stay queued)"
+        "--max", type=int, dest="max_structures", help="stop after N structures (rest stay queued)"
     )
     q.set_defaults(func=_cmd_label)
 
