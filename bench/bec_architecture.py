@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_md import write_results_md
+
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {  # (the defaults are 16 channels, 3 layers, vector messages)
     "c16": ["--channels", "16", "--layers", "2", "--scalar-messages"],
@@ -81,7 +83,7 @@ def main() -> None:
             f"| {name} | `{r['options']}` | {r['valid_mae_e']:.4f} | {r['train_rmse_e']:.4f} "
             f"| {r['median_epoch_s']:.1f} |"
         )
-    (RESULTS / "bec_architecture.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "bec_architecture.md", lines)
     print("\n".join(lines))
 
 

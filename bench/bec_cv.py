@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_md import write_results_md
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -79,7 +81,7 @@ def main() -> None:
         + " | ".join(f"{m[f'bec_mae_{e}_e']:.4f}" for e in els)
         + " | |"
     )
-    (RESULTS / "bec_cv.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "bec_cv.md", lines)
     print("\n".join(lines))
 
 

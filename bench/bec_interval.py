@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -103,7 +104,7 @@ def main() -> None:
             f"| {k} | {c[2]:.1f} ± {e[2]:.1f} | {c[0]:.1f} ± {e[0]:.1f} | {c[1]:.1f} ± {e[1]:.1f} "
             f"| {r['shift_zz']:.2f} ± {r['shift_zz_err']:.2f} | {1e3 * r['step_s']:.0f} |"
         )
-    (RESULTS / "bec_interval.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "bec_interval.md", lines)
     print("\n".join(lines))
 
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from bec_architecture import EPOCH
+from results_md import write_results_md
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {  # the defaults: batch 1, per-element weights, EMA 0.99
@@ -112,7 +113,7 @@ def main() -> None:
             f"| {name} | `{r['options']}` | {r['valid_mae_e']:.4f} | {r['wall_s']} | {reach} "
             f"| {r['test_mae_e']:.4f} |"
         )
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / f"{args.name}.md", lines)
     print("\n".join(lines))
 
 

@@ -19,6 +19,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 from bornfield.label import preset, run_abinit
 from bornfield.label.generators import cubic_perovskite, perturbed, pnma_catio3
@@ -117,7 +118,7 @@ def main() -> None:
             f"{t['asr_residual_e']:.3f} | {t['dF_max_meV_per_A']:.1f} | {t['dstress_max_GPa']:.2f} "
             f"| {t['wall_min']:.1f} |"
         )
-    (RESULTS / f"dft_convergence_{args.system}.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / f"dft_convergence_{args.system}.md", lines)
     print("\n".join(lines))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from ase.io import read
+from results_md import write_results_md
 
 from bornfield.label import preset, run_abinit
 
@@ -66,7 +67,7 @@ def main() -> None:
             f"| {bands} | {r['restarts']} | {r['dF_max_eV_per_A']:.1e} | {r['dE_eV']:.1e} "
             f"| {r['dZ_max_e']:.1e} |"
         )
-    (RESULTS / "dft_restart_zstar.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "dft_restart_zstar.md", lines)
     print("\n".join(lines))
 
 

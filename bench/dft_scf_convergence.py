@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read
+from results_md import write_results_md
 
 from bornfield.label import preset, run_abinit
 from bornfield.label.generators import cubic_perovskite, perturbed
@@ -134,7 +135,7 @@ def main() -> None:
             f"{t['dF_mae_meV_per_A']:.2f} | {t['dF_max_meV_per_A']:.2f} | "
             f"{t['dstress_max_GPa']:.3f} | {t['wall_min']:.1f} |"
         )
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / f"{name}.md", lines)
     print("\n".join(lines))
 
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 from bornfield.data import io
 from bornfield.label import cubic_perovskite, preset, run_abinit
@@ -179,7 +180,7 @@ def main() -> None:
                 f"{t['dstress_max_GPa']:.4f} | {t['deps_inf_max']:.4f} | {t['wall_s']:.0f} | "
                 f"{t['wall_vs_tight']:.2f} |"
             )
-    (RESULTS / "dft_zstar_settings.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "dft_zstar_settings.md", lines)
     print("\n".join(lines))
 
 

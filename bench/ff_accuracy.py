@@ -22,6 +22,8 @@ import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from results_md import write_results_md
+
 RESULTS = Path(__file__).resolve().parent / "results"
 LOG_EPOCH = re.compile(r"^(\S+ \S+) INFO: Epoch (\d+): .*MAE_F=\s*([\d.]+)", re.M)
 LOG_START = re.compile(r"^(\S+ \S+) INFO: Initial:", re.M)
@@ -142,7 +144,7 @@ def write_md(meta: dict, rows: dict) -> None:
             f"| {r.get('stress_mae_GPa', float('nan')):.3f} | {r['train_wall_s']:.0f} "
             f"| {_best(r)} |"
         )
-    (RESULTS / "ff_accuracy.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "ff_accuracy.md", lines)
     print("\n".join(lines), flush=True)
 
 

@@ -22,6 +22,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -92,7 +93,7 @@ def main() -> None:
             f"| {r['expansion_x3_eV_per_atom']:.2f} | {mean:.3f} ± {std:.3f} "
             f"| {r['npt_volume_ratio_max']:.3f} |"
         )
-    (RESULTS / "ff_physics.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "ff_physics.md", lines)
     print("\n".join(lines))
 
 

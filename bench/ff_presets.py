@@ -26,6 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from fieldmd import cell_of, time_interleaved
+from results_md import write_results_md
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -133,7 +134,7 @@ def main() -> None:
             f"| {1e3 * r['forces_stress_s']:.0f} | {r['us_per_atom_step']:.0f} "
             f"| {r['over_fast']:.2f} | {r['peak_rss_GiB']:.2f} |"
         )
-    (RESULTS / "ff_presets.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / "ff_presets.md", lines)
     print("\n".join(lines))
 
 

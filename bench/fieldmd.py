@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -219,7 +220,7 @@ def main() -> None:
             f"| {1e3 * r[f'field_npt_k{args.k}_s']:.0f} | {r[f'npt_over_nvt_k{args.k}']:.2f} |"
         )
     lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / f"{stem}.md", lines)
     print("\n".join(lines))
 
 

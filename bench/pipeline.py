@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import write_results_md
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -80,7 +81,7 @@ def main() -> None:
         verdict = "converged" if v["converged"] else "NOT converged: " + "; ".join(v["reasons"])
         md.append(f"- {t} K: finite field {v['finite_field_diag']} ± {v['finite_field_err']}, "
                   f"fluctuations {v['fluctuation_diag']}; {verdict}")  # fmt: skip
-    (RESULTS / "pipeline_default.md").write_text("\n".join(md) + "\n")
+    write_results_md(RESULTS / "pipeline_default.md", md)
     print("\n".join(md))
 
 
