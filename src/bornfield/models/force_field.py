@@ -58,6 +58,12 @@ class FFPreset:
     #: fraction of the epochs; it fixes the energy offset that force-dominated training leaves
     swa_start_fraction: float = 0.75
     ema_decay: float = 0.99  # exponential moving average of the weights (0: off)
+    #: learning-rate schedule of the first stage: mace-torch's ReduceLROnPlateau (factor 0.8
+    #: after ``scheduler_patience`` epochs without progress) or ExponentialLR (× ``lr_gamma``
+    #: every epoch)
+    scheduler: str = "ReduceLROnPlateau"
+    scheduler_patience: int = 50
+    lr_gamma: float = 0.9993
 
 
 PRESETS: dict[str, FFPreset] = {
@@ -148,7 +154,9 @@ def train_ff(
         "--num_interactions", str(cfg.num_interactions),
         "--max_num_epochs", str(cfg.max_num_epochs), "--patience", str(cfg.patience),
         "--batch_size", str(cfg.batch_size), "--valid_batch_size", str(cfg.batch_size),
-        "--lr", str(cfg.lr), "--energy_weight", str(cfg.energy_weight),
+        "--lr", str(cfg.lr), "--scheduler", cfg.scheduler,
+        "--scheduler_patience", str(cfg.scheduler_patience),
+        "--lr_scheduler_gamma", str(cfg.lr_gamma), "--energy_weight", str(cfg.energy_weight),
         "--forces_weight", str(cfg.forces_weight), "--default_dtype", "float64",
         "--seed", str(seed), "--device", device, "--restart_latest", "--save_cpu",
         "--eval_interval", "1", "--error_table", "PerAtomMAE",
