@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,11 +95,13 @@ def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
     stages = ["gs", "ddk1", "ddk2", "ddk3", "efield1", "efield2", "efield3"]
     assert list(json.loads(got.info["provenance"])["stage_wall_s"]) == stages
     done = {s: (tmp_path / "staged" / s / DONE).stat().st_mtime_ns for s in stages}
-    # killed during the field response along y (its record half-written)
+    # killed during the field response along y: its record half-written, the next stage's
+    # directory not made yet (its inputs are found all the same)
     (tmp_path / "staged" / "efield2" / DONE).write_text('{"wall_s": 1')
+    shutil.rmtree(tmp_path / "staged" / "efield3")
     again = run_abinit(atoms, settings, tmp_path / "staged", nprocs=1)
     redone = [s for s in stages if (tmp_path / "staged" / s / DONE).stat().st_mtime_ns != done[s]]
-    assert redone == ["efield2"]
+    assert redone == ["efield2", "efield3"]
     np.testing.assert_allclose(again.arrays["born_charges"], got.arrays["born_charges"], atol=1e-8)
     other = preset("test", kpt_length=6.0, ecut=13.0)  # other settings: nothing is reused
     run_abinit(atoms, replace(other, bec=False), tmp_path / "staged", nprocs=1)

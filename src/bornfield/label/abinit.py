@@ -335,8 +335,11 @@ def run_abinit(
 
 
 def _outputs_exist(d: Path, links: dict[str, str], stage: str) -> bool:
-    """Whether the files that directory ``d`` links from ``stage`` are there."""
-    return all((d / t).exists() for t in links.values() if t.split("/")[1] == stage)
+    """Whether the files that directory ``d`` links from ``stage`` are there (``d`` itself need
+    not exist yet: the ``..`` of a link target is resolved on the path, not by the kernel)."""
+    return all(
+        Path(os.path.normpath(d / t)).exists() for t in links.values() if t.split("/")[1] == stage
+    )
 
 
 def tidy(workdir: str | os.PathLike) -> None:
