@@ -1,0 +1,150 @@
+"""The CaTiO3 Z* model's recipe as one command (issue: Z* model): train, test, cross-validate.
+
+As `data/catio3/catio3_5atom.xyz` grows, this retrains the model the way its card says and
+measures it the same way each time:
+  split   the dataset's fixed validation ids (4, 9, 14, 19 of batch 1) are the test frames;
+          the rest train (`bornfield data split --test-ids`)
+  train   `train bec`, 600 epochs, seed 0; with fewer than 10 training frames none is spared
+          for validation (the weights are selected on the training error), from 10 on a 10 %
+          validation split
+  test    Z* MAE on the held-out frames (raw labels) and the largest component error against
+          their ASR-corrected labels; ideal cubic CaTiO3 against DFPT at the production k-mesh
+          (bench/results/dft_zstar_settings/kmesh_k5.json)
+  CV      the same recipe, leave-one-out up to 10 training frames, 5-fold above
+Each run adds a row per training-set size to bench/results/catio3_bec.{json,md} (the learning
+curve as the data grew); --ship copies the model, its metrics and its parity plot into
+models/catio3/bec (the card's prose is updated by hand).
+
+    python bench/catio3_bec.py [--ship] [--no-cv] [--work /work/runs/catio3_bec]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from results_md import write_results_md
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+DATA = ROOT / "data/catio3/catio3_5atom.xyz"
+SHIP = ROOT / "models/catio3/bec"
+TEST_IDS = (4, 9, 14, 19)  # data/catio3/CARD.md: the fixed validation split of batch 1
+EPOCHS = 600
+
+
+def cubic_error(model) -> float:
+    """Largest Z* component error of ideal cubic CaTiO3 (a = 3.84 Å) against DFPT."""
+    from bornfield.label.generators import cubic_perovskite
+    from bornfield.models.bec import predict_bec
+
+    ref = json.loads((RESULTS / "dft_zstar_settings/kmesh_k5.json").read_text())
+    dft = np.asarray(ref["born_charges"]).reshape(5, 3, 3)
+    dft = dft - dft.mean(axis=0)
+    return float(np.abs(predict_bec(model, cubic_perovskite("CaTiO3", 3.84)) - dft).max())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="/work/runs/catio3_bec")
+    p.add_argument("--ship", action="store_true", help="copy the model into models/catio3/bec")
+    p.add_argument("--no-cv", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from bornfield.analysis.bec_errors import bec_metrics, bec_parity_plot, evaluate_bec
+    from bornfield.data import io
+    from bornfield.data.splits import split_by_label_id
+    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.bec_train import BECTrainConfig, train_bec
+
+    frames = io.read(DATA)
+    tr, te = split_by_label_id(frames, TEST_IDS)
+    train, test = [frames[i] for i in tr], [frames[i] for i in te]
+    n = len(train)
+    vf = 0.0 if n < 10 else 0.1
+    work = Path(args.work) / f"n{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    io.write(work / "train.xyz", train)
+    t0 = time.perf_counter()
+    path = train_bec(train, work / "bec", None, BECTrainConfig(seed=0, max_epochs=EPOCHS,
+                     valid_fraction=vf), log=lambda m: None)  # fmt: skip
+    wall = time.perf_counter() - t0
+    model = load_model(path)
+    pred = [predict_bec(model, a) for a in test]
+    metrics = bec_metrics(test, pred)
+    dft = [a.arrays["born_charges"].reshape(-1, 3, 3) for a in test]
+    dft = [d - d.mean(axis=0) for d in dft]  # the labels' raw ASR residual removed
+    test_max = max(float(np.abs(z - d).max()) for z, d in zip(pred, dft, strict=True))
+    ids = sorted(int(a.info["label_id"]) for a in test)
+    bec_parity_plot(test, pred, work / "parity_test.png", title=f"CaTiO3, held-out ids {ids}")
+    row = {
+        "date": datetime.date.today().isoformat(),
+        "n_train": n,
+        "train_label_ids": sorted(int(a.info["label_id"]) for a in train),
+        "test_label_ids": ids,
+        "valid_fraction": vf,
+        "train_wall_s": round(wall, 1),
+        "test_mae_e": metrics["bec_mae_e"],
+        "test_max_err_e": test_max,
+        "cubic_max_err_e": cubic_error(model),
+    }
+    if not args.no_cv:
+        folds = n if n <= 10 else 5
+        cv = evaluate_bec(work / "train.xyz", folds=folds, epochs=EPOCHS, valid_fraction=vf,
+                          out_dir=work / "cv", seed=0)["model"]  # fmt: skip
+        row |= {"cv_folds": folds, "cv_mae_e": cv["bec_mae_e"], "cv_mae_std_e": cv["bec_mae_e_std"]}
+    print(json.dumps(row, indent=1))
+    if args.ship:
+        SHIP.mkdir(parents=True, exist_ok=True)
+        for f in ("bec.pt", "card.json"):
+            shutil.copy(work / "bec" / f, SHIP / f)
+        shutil.copy(work / "parity_test.png", SHIP / "parity_test.png")
+        data = f"data/catio3/catio3_5atom.xyz, label_id {', '.join(map(str, ids))} (the validation split)"
+        (SHIP / "test_metrics.json").write_text(
+            json.dumps({"data": data, "model": metrics}, indent=1)
+        )
+
+    out = RESULTS / "catio3_bec.json"
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    rows = [r for r in rows if r["n_train"] != n] + [row]
+    rows.sort(key=lambda r: r["n_train"])
+    meta = {
+        "machine": f"{platform.node()} {platform.machine()}, {args.threads} torch thread(s)",
+        "date": row["date"],
+        "data": str(DATA.relative_to(ROOT)),
+    }
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [
+        f"# CaTiO3 Z* model vs training-set size ({meta['machine']}, {meta['date']})",
+        "",
+        "`bench/catio3_bec.py`: 5-atom frames of `data/catio3/catio3_5atom.xyz`, held-out ids"
+        f" {', '.join(map(str, TEST_IDS))}; {EPOCHS} epochs. Errors in e.",
+        "",
+        "| training frames | date | test MAE | test max | cubic max | CV MAE | train wall (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cv = (
+            f"{r['cv_mae_e']:.3f} ± {r['cv_mae_std_e']:.3f} ({r['cv_folds']})"
+            if "cv_mae_e" in r
+            else "–"
+        )
+        lines.append(
+            f"| {r['n_train']} | {r['date']} | {r['test_mae_e']:.3f} | {r['test_max_err_e']:.3f} "
+            f"| {r['cubic_max_err_e']:.3f} | {cv} | {r['train_wall_s']:.0f} |"
+        )
+    write_results_md(RESULTS / "catio3_bec.md", lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
