@@ -166,11 +166,14 @@ def _cmd_structures(args: argparse.Namespace) -> None:
             temps,
             args.n,
             interval=args.interval,
+            equilibration=args.equilibration,
             seed=args.seed,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
         if args.sparsify:
             frames = snapshots.sparsify(frames, args.sparsify, seed=args.seed)
+        if args.strain:  # with --md only when asked for: snapshots keep the MD cell otherwise
+            frames = g.strained(frames, args.strain, seed=args.seed)
     elif args.atom is not None:
         amps = [float(x) for x in args.amplitudes.split(",")]
         frames = [
@@ -179,7 +182,8 @@ def _cmd_structures(args: argparse.Namespace) -> None:
             for f in g.displacement_scan(base, int(i), args.direction, amps)
         ]
     elif args.n:
-        frames = g.perturbed(base, args.n, args.rattle, args.strain, args.seed)
+        strain = 0.02 if args.strain is None else args.strain
+        frames = g.perturbed(base, args.n, args.rattle, strain, args.seed)
     else:
         frames = [base]
     io.write(args.out, frames)
@@ -807,7 +811,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--supercell", help="e.g. 2x2x2")
     q.add_argument("-n", type=int, default=0, help="number of strained, rattled copies")
     q.add_argument("--rattle", type=float, default=0.05, help="displacement std (Å)")
-    q.add_argument("--strain", type=float, default=0.02, help="max strain component")
+    q.add_argument(
+        "--strain",
+        type=float,
+        help="max strain component (default 0.02 for -n copies; with --md each snapshot gets "
+        "its own strain only when given)",
+    )
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--atom", help="single-atom scans: atom indices, comma-separated")
     q.add_argument("--direction", default="z")

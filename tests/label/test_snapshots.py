@@ -65,3 +65,23 @@ def test_cli_md_snapshots(tmp_path):
     assert rc == 0
     frames = io.read(out)
     assert len(frames) == 3 and {f.info["md_temperature"] for f in frames} <= {300.0, 600.0}
+
+
+def test_cli_md_snapshots_equilibration_and_strain(tmp_path):
+    """--equilibration sets the steps before the first snapshot; --strain gives every snapshot
+    its own strain with the atoms' fractional coordinates kept (to the file's 1e-8 Å)."""
+    args = ["structures", "cubic", "--formula", "BaTiO3", "--md", str(SHIPPED_FF), "-n", "2",
+            "--temperatures", "300", "--interval", "2", "--equilibration", "4"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a.xyz")]) == 0
+    assert main([*args, "--strain", "0.03", "--out", str(tmp_path / "b.xyz")]) == 0
+    plain, strained = io.read(tmp_path / "a.xyz"), io.read(tmp_path / "b.xyz")
+    assert [int(f.info["md_step"]) for f in plain] == [6, 8]
+    base = cubic_perovskite("BaTiO3").cell[:]
+    assert all(np.allclose(f.cell[:], base) for f in plain)
+    for p, q in zip(plain, strained, strict=True):
+        e = np.linalg.solve(base, q.cell[:]) - np.eye(3)  # cell' = cell (1 + e)
+        assert 1e-4 < np.abs(e).max() <= 0.03 and np.allclose(e, e.T)
+        np.testing.assert_allclose(
+            q.get_scaled_positions(wrap=False), p.get_scaled_positions(wrap=False), atol=1e-7
+        )
+    assert not np.allclose(strained[0].cell[:], strained[1].cell[:])

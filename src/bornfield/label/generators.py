@@ -67,6 +67,13 @@ def named_structure(spec: str, check: bool = False) -> Atoms:
     return io.read(spec, check=check)[-1]
 
 
+def _strain(a: Atoms, strain: float, rng: np.random.Generator) -> None:
+    """Random symmetric strain (components uniform in ±``strain``), atoms moved with the cell."""
+    e = rng.uniform(-strain, strain, (3, 3))
+    e = 0.5 * (e + e.T)
+    a.set_cell(a.cell[:] @ (np.eye(3) + e), scale_atoms=True)
+
+
 def perturbed(
     atoms: Atoms, n: int, rattle: float = 0.05, strain: float = 0.02, seed: int = 0
 ) -> list[Atoms]:
@@ -75,10 +82,20 @@ def perturbed(
     out = []
     for _ in range(n):
         a = atoms.copy()
-        e = rng.uniform(-strain, strain, (3, 3))
-        e = 0.5 * (e + e.T)
-        a.set_cell(a.cell[:] @ (np.eye(3) + e), scale_atoms=True)
+        _strain(a, strain, rng)
         a.positions += rng.normal(0, rattle, a.positions.shape)
+        out.append(a)
+    return out
+
+
+def strained(frames: Sequence[Atoms], strain: float, seed: int = 0) -> list[Atoms]:
+    """Copies of ``frames`` (e.g. MD snapshots), each with its own random symmetric strain
+    (components uniform in ±``strain``); the atoms keep their fractional coordinates."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in frames:
+        a = f.copy()
+        _strain(a, strain, rng)
         out.append(a)
     return out
 
