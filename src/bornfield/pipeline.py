@@ -352,9 +352,10 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     return results_json
 
 
-def estimate_cost(cfg: RunConfig, ms_per_atom_step: float = 0.35) -> dict:
-    """Rough wall time of the MD part (ms per atom-step measured for the `fast` models on 2
-    cores, field MD, see bench/results/fieldmd.md), divided over the sweep's workers."""
+def estimate_cost(cfg: RunConfig, ms_per_atom_step: float = 0.16) -> dict:
+    """Rough wall time of the MD part, divided over the sweep's workers: ``ms_per_atom_step`` is
+    one worker's field-MD step per atom with the `fast` models on one thread (Z* every 10 steps,
+    640 atoms: 102 ms, bench/results/fieldmd_t1.md, 2026-11-26)."""
     n = len(build_structure(cfg))
     d, p = cfg.dielectric, cfg.phases
     steps = (len(d.temperatures) * (1 + len(d.directions)) * d.steps if d.enabled else 0) + (
