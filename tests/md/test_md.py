@@ -104,6 +104,19 @@ def test_bussi_equipartition_without_centre_of_mass(tmp_path):
     assert abs(u.mean() / expected - 1) < 0.05
 
 
+def test_nose_hoover_equipartition_without_centre_of_mass(tmp_path):
+    """Nosé-Hoover chains thermostat the 3N − 3 degrees of freedom the crystal has (ASE's count
+    of 3N ran this 10-atom crystal 11 % hot), and the reported temperature counts the same."""
+    ref = cubic_perovskite().repeat((2, 1, 1))
+    cfg = MDConfig(ensemble="nhc", temperature=300, timestep=2.0, steps=8000, taut=50.0, seed=1,
+                   log_interval=5, traj_interval=8000, checkpoint_interval=8000)  # fmt: skip
+    run_md(ref, HarmonicCrystal(ref), cfg, tmp_path, log=lambda m: None)
+    obs = _obs(tmp_path)
+    u = obs["epot_eV"][400:]
+    assert abs(u.mean() / (0.5 * (3 * len(ref) - 3) * units.kB * 300) - 1) < 0.05
+    assert abs(obs["temperature_K"][400:].mean() / 300 - 1) < 0.05
+
+
 def test_npt_holds_target_pressure(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat(3)  # starts compressed
     cfg = MDConfig(ensemble="npt", temperature=300, pressure=1.0, timestep=2.0, steps=1500,
