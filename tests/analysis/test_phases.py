@@ -46,6 +46,19 @@ def test_no_transition_in_noise_gives_wide_error():
     assert res["Tc_err_K"] > 100 and not res["significant"]
 
 
+def test_straight_line_with_correlated_noise_is_no_transition():
+    """Points along a run are correlated: a straight line with AR(1) noise (correlation 0.95
+    between neighbours) is not a transition (the textbook F-test called 17 of 20 such lines,
+    seeds 0-19, significant at p < 1e-3)."""
+    rng = np.random.default_rng(2)
+    t = np.linspace(300, 1800, 300)
+    noise = np.zeros(len(t))
+    for i in range(1, len(t)):
+        noise[i] = 0.95 * noise[i - 1] + rng.normal()
+    res = P.transition_temperature(t, 0.001 * t + noise)
+    assert not res["significant"] and res["p_value"] > 0.01
+
+
 def test_bad_input():
     with pytest.raises(BornfieldError, match="one temperature per frame"):
         P.analyze_heating([pnma_catio3()], [300, 400])
