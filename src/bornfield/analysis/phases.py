@@ -186,8 +186,9 @@ def transition_temperature(
         return (sse_line - sse_hinge) / 2 / max(sse_hinge / (n - 4), 1e-300)
 
     line = np.polyval(np.polyfit(t, y, 1), t)
+    observed = f_stat(y)
     null = [f_stat(line + resample(y - line)) for _ in range(n_boot)]
-    p_value = (1 + sum(f >= f_stat(y) for f in null)) / (1 + n_boot)
+    p_value = (1 + sum(f >= observed for f in null)) / (1 + n_boot)
     return {
         "Tc_K": float(tc),
         "Tc_err_K": float(np.std(boots, ddof=1)),
