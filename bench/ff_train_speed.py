@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -26,19 +25,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ff_accuracy import LOG_EPOCH, LOG_START
 from results_md import write_results_md
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAMP = re.compile(r"^(\S+ \S+) INFO: (?:Initial:|Epoch \d+:)", re.M)
 
 
 def epoch_seconds(mace_dir: Path) -> list[float]:
-    """Seconds between successive evaluations (initial, epoch 0, 1, ...) in mace-torch's log."""
-    logs = sorted((mace_dir / "logs").glob("*.log"))
-    stamps = [
-        datetime.datetime.strptime(s, "%Y-%m-%d %H:%M:%S.%f")
-        for s in STAMP.findall(logs[0].read_text())
-    ]
+    """Seconds between successive evaluations (initial, epoch 0, 1, ...) in mace-torch's log
+    (parsed with ff_accuracy's patterns)."""
+    text = sorted((mace_dir / "logs").glob("*.log"))[0].read_text()
+    found = [LOG_START.search(text).group(1)] + [e[0] for e in LOG_EPOCH.findall(text)]
+    stamps = [datetime.datetime.strptime(s, "%Y-%m-%d %H:%M:%S.%f") for s in found]
     return [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
