@@ -105,8 +105,14 @@ def _cmd_data_sparsify(args: argparse.Namespace) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
+    import signal
+
     from bornfield.data import io
     from bornfield.label import label_structures, preset
+    from bornfield.label.abinit import request_stop
+
+    # SIGTERM: checkpoint the SCF in flight, then stop (the rerun continues from there)
+    signal.signal(signal.SIGTERM, lambda *_: request_stop())
 
     overrides = {"bec": not args.no_bec}
     if args.ecut:
@@ -641,7 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--r-max", type=float, default=6.0, help="descriptor cutoff (Å)")
     q.set_defaults(func=_cmd_data_sparsify)
 
-    q = sub.add_parser("label", help="DFT labels with ABINIT (energy, forces, stress, Z*, eps_inf)")
+    q = sub.add_parser(
+        "label",
+        help="DFT labels with ABINIT (energy, forces, stress, Z*, eps_inf)",
+        description="Label structures with ABINIT, resumably (rerun the same command after a "
+        "kill). SIGTERM stops after checkpointing the SCF in flight (within one SCF step).",
+    )
     q.add_argument("structures", help="extxyz file of structures to label")
     q.add_argument("--out", required=True, help="labelled frames are appended here")
     q.add_argument("--preset", default="production", help="test | production")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -67,7 +69,8 @@ def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):
     t_ref = json.loads(ref.info["provenance"])["wall_time_s"]
     every = t_ref / 4
     with pytest.raises(LabelError, match="exceeded"):  # a kill after at least one checkpoint
-        run_abinit(atoms, settings, tmp_path / "run", 1, timeout=0.7 * t_ref, checkpoint_s=every)
+        run_abinit(atoms, settings, tmp_path / "run", 1, timeout=0.7 * t_ref, checkpoint_s=every,
+                   checkpoint_steps=1)  # fmt: skip
     assert (tmp_path / "run" / "gs" / CHECKPOINT).exists()
     assert (tmp_path / "run" / "input.abi").read_text().startswith("# bornfield")
     got = run_abinit(atoms, settings, tmp_path / "run", nprocs=1)
@@ -75,6 +78,45 @@ def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):
     assert not (tmp_path / "run" / "gs" / CHECKPOINT).exists()
     np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-4)
     assert got.info["energy"] == pytest.approx(ref.info["energy"], abs=1e-5)
+
+
+def test_checkpoints_wait_for_scf_steps(tmp_path):
+    """A checkpoint restarts the density mixer, so one comes only after ``checkpoint_steps``
+    SCF steps of the run, however short ``checkpoint_s``."""
+    settings = preset("test", bec=False, kpt_length=6.0, tolvrs_scf=1e-12)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.0, seed=3)
+    got = run_abinit(atoms, settings, tmp_path / "run", 1, checkpoint_s=0.0, checkpoint_steps=6)
+    steps = json.loads((tmp_path / "run" / "gs" / DONE).read_text())["scf_steps"]
+    restarts = json.loads(got.info["provenance"])["scf_restarts"]
+    assert restarts >= 1 and steps >= 6 * restarts, (steps, restarts)
+
+
+def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
+    """SIGTERM to `bornfield label` (a batch system's warning): the SCF in flight writes its
+    checkpoint at the end of its step, the command stops with a one-line message, and the same
+    command continues from the checkpoint."""
+    structures = tmp_path / "s.xyz"
+    io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
+    out = tmp_path / "l.xyz"
+    args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
+            "--np", "1"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "bornfield.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    abo = tmp_path / "l.xyz.job" / "s00000" / "gs" / "run.abo"
+    t0 = time.monotonic()
+    while not (abo.exists() and "ETOT  2" in abo.read_text(errors="replace")):
+        assert proc.poll() is None and time.monotonic() - t0 < 300
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "stopped on request" in err and "Traceback" not in err, err
+    assert (abo.parent / CHECKPOINT).exists() and not out.exists()
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    (frame,) = io.read(out)
+    prov = json.loads(frame.info["provenance"])
+    assert prov["resumed_from_checkpoint"] and prov["scf_restarts"] == 0
+    assert not (tmp_path / "l.xyz.job" / "failed.json").exists()
 
 
 def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -49,6 +50,21 @@ FUNCTIONALS = {"pbesol": PBESOL_LIBXC, "pbe": PBE_LIBXC}
 
 class LabelError(BornfieldError):
     """A structure that could not be labelled (SCF not converged, ABINIT failed, ...)."""
+
+
+class LabelStopped(BornfieldError):
+    """Labelling stopped on request (:func:`request_stop`); the structure stays queued."""
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Stop labelling soon, keeping the work in flight: a ground-state SCF is asked to write its
+    checkpoint at the end of its current step, a DFPT stage is killed (it reruns, at most one
+    perturbation), and :class:`LabelStopped` is raised. Meant for a SIGTERM handler (a batch
+    system's warning before the end of a job, or a session that ends)."""
+    _STOP.set()
 
 
 @dataclass(frozen=True)
@@ -252,6 +268,7 @@ def run_abinit(
     timeout: float | None = None,
     checkpoint_s: float = 1800.0,
     log: Callable[[str], None] | None = None,
+    checkpoint_steps: int = 8,
 ) -> Atoms:
     """Label one structure in ``workdir``; return it with labels and provenance.
 
@@ -259,8 +276,10 @@ def run_abinit(
     a finished stage is kept, so a call after a kill repeats only the stage in flight. The
     ground-state SCF is also checkpointed: every ``checkpoint_s`` seconds ABINIT is asked to
     stop (``chkexit``), its wavefunctions are kept as ``gs/checkpoint_WFK`` and the run restarts
-    from them (a restart costs about two SCF steps). Raises :class:`LabelError` with the reason
-    when ABINIT fails or an SCF does not converge.
+    from them. A restart loses the density mixer's history (about two SCF steps), so a
+    checkpoint also waits for ``checkpoint_steps`` steps of the run (a 20-atom step takes
+    minutes). :func:`request_stop` checkpoints the SCF in flight and stops. Raises
+    :class:`LabelError` with the reason when ABINIT fails or an SCF does not converge.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -285,10 +304,17 @@ def run_abinit(
             if ran:
                 raise LabelError(f"stage {name} in {workdir}: inputs from {missing} missing")
             _clear(workdir, keep=(STAMP,))
-            return run_abinit(atoms, settings, workdir, nprocs, timeout, checkpoint_s, log)
+            return run_abinit(atoms, settings, workdir, nprocs, timeout, checkpoint_s, log,
+                              checkpoint_steps)  # fmt: skip
         left = None if timeout is None else timeout - (time.perf_counter() - t0)
-        records[name] = _run_stage(abi, d, nprocs, checkpoint_s, left, settings.nstep, links,
-                                   ckpt=name == "gs")  # fmt: skip
+        try:
+            records[name] = _run_stage(
+                abi, d, nprocs, checkpoint_s, left, settings.nstep, links,
+                ckpt=name == "gs", checkpoint_steps=checkpoint_steps,
+            )  # fmt: skip
+        except LabelStopped:
+            _STOP.clear()  # honoured: a later call runs again
+            raise
         ran.add(name)
         if log:
             r = records[name]
@@ -361,6 +387,7 @@ def _run_stage(
     nstep: int,
     links: dict[str, str],
     ckpt: bool,
+    checkpoint_steps: int = 8,
 ) -> dict:
     """Run one stage in directory ``d`` to completion (restarting from SCF checkpoints when
     ``ckpt``); return its wall time, SCF steps and restarts."""
@@ -372,13 +399,16 @@ def _run_stage(
         for name, target in links.items():
             (d / name).symlink_to(target)
         left = None if timeout is None else timeout - (time.perf_counter() - t0)
-        text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left)
+        text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left,
+                            checkpoint_steps)  # fmt: skip
         steps += _scf_steps(text)
         if EXIT_REQUESTED not in text:
             break
         if not (d / "runo_WFK").exists():
             raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {d}")
         os.replace(d / "runo_WFK", d / CHECKPOINT)
+        if _STOP.is_set():
+            raise LabelStopped(f"stopped on request; the SCF in {d} is checkpointed")
         restarts += 1
         if steps > nstep + 3 * restarts:  # a restart costs about two steps
             raise LabelError(f"SCF not converged in {steps} steps (see {d})")
@@ -414,9 +444,14 @@ def _abinit_once(
     nprocs: int,
     checkpoint_s: float,
     timeout: float | None,
+    checkpoint_steps: int = 1,
 ) -> str:
     """One ABINIT run of input ``abi`` (from the checkpoint when there is one); returns the .abo
-    text. Asks ABINIT to stop (``chkexit``) after ``checkpoint_s`` seconds."""
+    text. Asks ABINIT to stop (``chkexit``) after ``checkpoint_s`` seconds and
+    ``checkpoint_steps`` SCF steps, or at once after :func:`request_stop` when ``checkpoint_s``
+    is finite; otherwise a stop request kills the run."""
+    if _STOP.is_set():
+        raise LabelStopped(f"stopped on request before {workdir}")
     if timeout is not None and timeout <= 0:
         raise LabelError(f"ABINIT exceeded the time limit before {workdir}")
     text = abi + "chkexit 1\n"
@@ -430,8 +465,10 @@ def _abinit_once(
     abo = workdir / "run.abo"
     t0 = time.perf_counter()
     with open(workdir / "log", "w") as log:
+        # its own session: a SIGTERM to this process group reaches bornfield only, which then
+        # asks ABINIT for a checkpoint (it still dies with bornfield: die_with_parent)
         proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=die_with_parent)  # fmt: skip
+                                preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
         asked = False
         while proc.poll() is None:
             time.sleep(min(2.0, checkpoint_s / 5))
@@ -440,7 +477,16 @@ def _abinit_once(
                 proc.kill()
                 proc.wait()
                 raise LabelError(f"ABINIT exceeded the time limit in {workdir}")
-            if not asked and now - t0 > checkpoint_s and abo.exists():
+            if _STOP.is_set() and math.isinf(checkpoint_s):
+                proc.kill()
+                proc.wait()
+                raise LabelStopped(f"stopped on request; {workdir} will run again")
+            if asked or not abo.exists():
+                continue
+            if _STOP.is_set() or (
+                now - t0 > checkpoint_s
+                and _scf_steps(abo.read_text(errors="replace")) >= checkpoint_steps
+            ):
                 (workdir / "abinit.exit").touch()
                 asked = True
     text = abo.read_text(errors="replace") if abo.exists() else ""
