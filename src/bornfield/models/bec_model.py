@@ -283,7 +283,7 @@ class BECModel(torch.nn.Module):
 
     def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers to model species indices; -1 for unknown elements."""
-        match = numbers[:, None] == self.z_table[None, :]
+        match = numbers[:, None] == self.z_table[None, :].to(numbers.device)
         idx = match.int().argmax(dim=1)
         return torch.where(match.any(dim=1), idx, torch.full_like(idx, -1))
 
