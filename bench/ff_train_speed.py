@@ -8,7 +8,7 @@ to its best validation error (`ff_accuracy.md`) this gives its training time on 
 Writes bench/results/ff_train_speed.{json,md}.
 
     python bench/ff_train_speed.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz
-        [--presets fast] [--threads 1,2] [--epochs 6]
+        [--presets fast] [--dtypes float64,float32] [--threads 1,2] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def worker(args) -> None:
 
     frames = io.read(args.data)
     tr, _ = random_split(len(frames), 0.17, seed=0)  # ff_accuracy's split
-    cfg = replace(PRESETS[args.preset], max_num_epochs=args.epochs, swa_start_fraction=0.0)
+    cfg = replace(PRESETS[args.preset], max_num_epochs=args.epochs, swa_start_fraction=0.0,
+                  dtype=args.dtype)  # fmt: skip
     train_ff([frames[i] for i in tr], args.out, cfg, seed=0, log=lambda m: None)
 
 
@@ -58,28 +59,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--presets", default="fast")
+    p.add_argument("--dtypes", default="float64", help="training precisions")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--preset", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.preset:
         worker(args)
         return
     rows = []
-    for preset in args.presets.split(","):
-        for threads in [int(t) for t in args.threads.split(",")]:
-            out = Path(tempfile.mkdtemp(prefix="ff_train_speed_"))
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-            cmd = [sys.executable, __file__, "--data", args.data, "--preset", preset,
-                   "--out", str(out), "--epochs", str(args.epochs)]  # fmt: skip
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            per_epoch = epoch_seconds(out / "mace")[1:]  # epoch 1 on (0 holds the set-up)
-            shutil.rmtree(out)
-            row = {"preset": preset, "threads": threads, "epochs_timed": len(per_epoch),
-                   "s_per_epoch": float(np.median(per_epoch))}  # fmt: skip
-            rows.append(row)
-            print(row, flush=True)
+    runs = [(p, d, int(t)) for p in args.presets.split(",") for d in args.dtypes.split(",")
+            for t in args.threads.split(",")]  # fmt: skip
+    for preset, dtype, threads in runs:
+        out = Path(tempfile.mkdtemp(prefix="ff_train_speed_"))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        cmd = [sys.executable, __file__, "--data", args.data, "--preset", preset,
+               "--dtype", dtype, "--out", str(out), "--epochs", str(args.epochs)]  # fmt: skip
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        per_epoch = epoch_seconds(out / "mace")[1:]  # epoch 1 on (0 holds the set-up)
+        shutil.rmtree(out)
+        row = {"preset": preset, "dtype": dtype, "threads": threads,
+               "epochs_timed": len(per_epoch), "s_per_epoch": float(np.median(per_epoch))}  # fmt: skip
+        rows.append(row)
+        print(row, flush=True)
     meta = {
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
         "date": datetime.date.today().isoformat(),
@@ -93,11 +97,12 @@ def main() -> None:
         "",
         meta["data"] + "; mace-torch's trainer; median over the epochs after the first.",
         "",
-        "| preset | torch threads | s per epoch | epochs timed |",
-        "|---|---|---|---|",
+        "| preset | training dtype | torch threads | s per epoch | epochs timed |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['preset']} | {r['threads']} | {r['s_per_epoch']:.1f} | {r['epochs_timed']} |"
+        f"| {r['preset']} | {r['dtype']} | {r['threads']} | {r['s_per_epoch']:.1f} | "
+        f"{r['epochs_timed']} |"
         for r in rows
     ]
     write_results_md(RESULTS / "ff_train_speed.md", lines)

@@ -202,6 +202,8 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
     overrides = {"max_num_epochs": args.epochs} if args.epochs else {}
     if args.cohesive_energy is not None:
         overrides["cohesive_energy"] = args.cohesive_energy
+    if args.dtype:
+        overrides["dtype"] = args.dtype
     valid = None
     if args.valid:
         from bornfield.data import io
@@ -684,6 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--valid", help="validation file (default: a seeded 10%% split)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu")
+    q.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        help="training precision (default: the preset's, float64); the shipped files are "
+        "float64 and float32 either way",
+    )
     q.set_defaults(func=_cmd_train_ff)
 
     q = train.add_parser("bec", help="equivariant Born-charge model (e3nn)")

@@ -111,3 +111,25 @@ def test_too_few_frames_for_validation_is_a_clear_error(tmp_path):
     r = run_cli("train", "ff", "--data", str(p), "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "1 frame(s): need at least 2" in r.stderr
     assert not (tmp_path / "m" / "ff.model").exists()
+
+
+def test_float32_training_still_ships_a_float64_model(tmp_path):
+    """`dtype="float32"` trains in float32 (mace-torch's --default_dtype); ff.model stays
+    float64 for relaxations and phonons, ff_float32.model float32 for MD, the two agreeing."""
+    import torch
+
+    from bornfield.models.force_field import ff_preset, train_ff
+
+    cfg = ff_preset("fast", max_num_epochs=1, r_max=4.0, dtype="float32")
+    model = train_ff(io.read(BATIO3)[:3], tmp_path, cfg, seed=0, log=lambda m: None)
+    debug = next((tmp_path / "mace" / "logs").glob("*debug.log")).read_text()
+    assert "default_dtype='float32'" in debug
+    for name, dtype in (("ff.model", torch.float64), ("ff_float32.model", torch.float32)):
+        m = torch.load(tmp_path / name, map_location="cpu", weights_only=False)
+        assert {p.dtype for p in m.parameters()} == {dtype}, name
+    a = _small_batio3()
+    e = []
+    for d in ("float64", "float32"):
+        a.calc = load_calculator(tmp_path, dtype=d)
+        e.append(a.get_potential_energy())
+    assert model == tmp_path / "ff.model" and abs(e[0] - e[1]) / len(a) < 1e-4

@@ -64,6 +64,8 @@ class FFPreset:
     scheduler: str = "ReduceLROnPlateau"
     scheduler_patience: int = 50
     lr_gamma: float = 0.9993
+    #: training precision (MD always runs the float32 export): bench/results/ff_train_speed.md
+    dtype: str = "float64"
 
 
 PRESETS: dict[str, FFPreset] = {
@@ -157,7 +159,7 @@ def train_ff(
         "--lr", str(cfg.lr), "--scheduler", cfg.scheduler,
         "--scheduler_patience", str(cfg.scheduler_patience),
         "--lr_scheduler_gamma", str(cfg.lr_gamma), "--energy_weight", str(cfg.energy_weight),
-        "--forces_weight", str(cfg.forces_weight), "--default_dtype", "float64",
+        "--forces_weight", str(cfg.forces_weight), "--default_dtype", cfg.dtype,
         "--seed", str(seed), "--device", device, "--restart_latest", "--save_cpu",
         "--eval_interval", "1", "--error_table", "PerAtomMAE",
         "--work_dir", str(work), "--model_dir", str(work),
@@ -201,6 +203,10 @@ def train_ff(
         raise BornfieldError(f"mace_run_train finished without {model}; see {work / 'train.log'}")
     final = out / "ff.model"
     final.write_bytes(model.read_bytes())
+    if cfg.dtype != "float64":  # ff.model is float64 (relaxations, phonons) however trained
+        import torch
+
+        torch.save(torch.load(final, map_location="cpu", weights_only=False).double(), final)
     export_float32(final, out / "ff_float32.model")
     card = {
         "kind": "MACE force field",
