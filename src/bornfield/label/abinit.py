@@ -471,7 +471,7 @@ def _abinit_once(
                                 preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
         asked = False
         while proc.poll() is None:
-            time.sleep(min(2.0, checkpoint_s / 5))
+            time.sleep(max(0.05, min(2.0, checkpoint_s / 5)))
             now = time.perf_counter()
             if timeout is not None and now - t0 > timeout:
                 proc.kill()
