@@ -41,7 +41,8 @@ def cell_of(n_atoms: int):
     """Cubic BaTiO3 supercell of about n atoms (5-atom units), lightly rattled."""
     from bornfield.label.generators import cubic_perovskite
 
-    reps = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4)}[n_atoms]
+    reps = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4), 5120: (16, 16, 4),
+            10240: (16, 16, 8)}[n_atoms]  # fmt: skip
     a = cubic_perovskite("BaTiO3").repeat(reps)
     a.rattle(0.03, seed=0)
     return a

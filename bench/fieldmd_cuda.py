@@ -29,18 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fieldmd import Composite, time_interleaved
+from fieldmd import Composite, cell_of, time_interleaved
 
 DEVICE = "cuda"  # --device cpu: a dry run of this script on a machine without a GPU
-REPS = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4), 5120: (16, 16, 4), 10240: (16, 16, 8)}
-
-
-def cell_of(n_atoms: int):
-    from bornfield.label.generators import cubic_perovskite
-
-    a = cubic_perovskite("BaTiO3").repeat(REPS[n_atoms])
-    a.rattle(0.03, seed=0)
-    return a
 
 
 def agreement(ff: str, bec: str, field) -> dict:
