@@ -321,11 +321,11 @@ def run_md(
                 "outside its training data?)"
             )
         if len(atoms) > 1:
-            from matscipy.neighbours import neighbour_list
+            from bornfield.models.neighbours import min_distance
 
-            d = neighbour_list("d", atoms, cfg.min_distance)
-            if len(d):
-                return f"atoms too close ({d.min():.3f} Å)"
+            d = min_distance(atoms, cfg.min_distance)
+            if d is not None:
+                return f"atoms too close ({d:.3f} Å)"
         return None
 
     if step == 0 and not ckpt.exists():

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-from matscipy.neighbours import neighbour_list
 
 from bornfield.errors import BornfieldError
 from bornfield.models.bec_model import BECConfig, BECModel, config_dict
+from bornfield.models.neighbours import neighbour_pairs
 
 MODEL_FILE = "bec.pt"
 #: model file layout: 2 = the fused irreps layers of 2026-11-26 (1 = e3nn Linear/TensorProduct)
@@ -37,7 +37,7 @@ class Graph:
 def build_graph(
     atoms: Atoms, model: BECModel, dtype: torch.dtype = torch.float32, source: str = "structure"
 ) -> Graph:
-    """Neighbour list within r_max (ASE) and species indices; unknown elements are an error."""
+    """Neighbour pairs within r_max and species indices; unknown elements are an error."""
     species = model.species_index(torch.as_tensor(atoms.numbers, dtype=torch.long))
     if (species < 0).any():
         unknown = sorted({atoms[k].symbol for k in np.flatnonzero(species.numpy() < 0)})
@@ -45,7 +45,7 @@ def build_graph(
             f"{source}: element(s) {', '.join(unknown)} unknown to the Born-charge model "
             f"(trained on {', '.join(model.cfg.elements)})"
         )
-    i, j, shift = neighbour_list("ijS", atoms, model.cfg.r_max)
+    i, j, shift = neighbour_pairs(atoms, model.cfg.r_max)
     shifts = shift @ atoms.cell[:]
     target = None
     if "born_charges" in atoms.arrays:

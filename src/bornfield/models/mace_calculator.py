@@ -1,9 +1,10 @@
 """A lean ASE calculator for one MACE model, for MD.
 
 mace-torch's ``MACECalculator`` builds an ``AtomicData`` object and a torch-geometric batch on
-every call and always computes the stress. Here the graph goes straight from a matscipy
-neighbour list into the model's input dictionary (the one-hot species block is cached), and the
-stress (virial derivative) is computed only once it has been asked for: NVT steps ask for
+every call and always computes the stress. Here the graph goes straight from a neighbour list
+(vesin, ``neighbours``: 2.6–4× faster than matscipy's, 3–4 % of a step) into the model's input
+dictionary (the one-hot species block is cached), and the stress (virial derivative) is
+computed only once it has been asked for: NVT steps ask for
 forces only; after the first request (NpT, cell relaxation) every call computes it in the same
 pass, so that a later ``get_stress`` at the same geometry costs nothing. Convolutions with scalar
 inputs run fused (``mace_fused``: steps 1.2–1.4× faster than with e3nn's tensor product at
@@ -18,25 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from bornfield.errors import BornfieldError
 from bornfield.models.mace_fused import fuse_scalar_convolutions
+from bornfield.models.neighbours import neighbour_pairs
 from bornfield.models.radial_table import tabulate_radial
 from bornfield.parallel import keep_freed_memory
-
-
-def _neighbours(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sender, receiver, integer cell shifts) of all pairs closer than ``cutoff``."""
-    if atoms.pbc.all():
-        from matscipy.neighbours import neighbour_list
-
-        return neighbour_list("ijS", atoms, cutoff)
-    from ase.neighborlist import neighbor_list
-
-    return neighbor_list("ijS", atoms, cutoff)
 
 
 class MACEForceField(Calculator):
@@ -104,7 +94,7 @@ class MACEForceField(Calculator):
         torch = self.torch
         atoms = self.atoms
         n = len(atoms)
-        sender, receiver, shifts = _neighbours(atoms, self.r_max)
+        sender, receiver, shifts = neighbour_pairs(atoms, self.r_max)
 
         def t(a, dtype=self.dtype):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
