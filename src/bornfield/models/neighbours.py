@@ -1,7 +1,8 @@
 """Neighbour pairs within a cutoff, for both models and the MD safety checks.
 
-vesin builds the same pair list as matscipy (tested) 2.5–3× faster on these cells
-(bench/results/neighbours.md); cells that are periodic along some axes only go through ASE.
+vesin builds the same pairs as ASE (tests/models/test_neighbours.py) and matscipy, 2.6–4× faster
+than matscipy on 160–5120-atom cells (bench/results/neighbours.md); cells that are periodic along
+some axes only go through ASE.
 """
 
 from __future__ import annotations
