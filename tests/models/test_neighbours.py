@@ -1,4 +1,5 @@
-"""The pair list of both models equals ASE's on small, triclinic and partly periodic cells."""
+"""The pair list of both models equals ASE's on small, triclinic, partly periodic and unwrapped
+cells."""
 
 import numpy as np
 import pytest
@@ -18,7 +19,10 @@ def _cells():
     slab = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
     slab.pbc = (True, True, False)
     free = molecule("CH3CH2OH")
-    return [small, tri, slab, free]
+    md = cubic_perovskite("BaTiO3").repeat((3, 3, 2))  # positions as MD leaves them: unwrapped
+    md.rattle(0.05, seed=3)
+    md.positions += np.random.default_rng(0).integers(-3, 4, (len(md), 3)) @ md.cell[:] + 0.3
+    return [small, tri, slab, free, md]
 
 
 def _pair_set(pairs) -> set:
@@ -27,7 +31,7 @@ def _pair_set(pairs) -> set:
 
 
 @pytest.mark.parametrize("cutoff", [2.6, 4.5, 6.0])
-@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("k", range(5))
 def test_pairs_equal_ase(k, cutoff):
     atoms = _cells()[k]
     ours = neighbour_pairs(atoms, cutoff)
