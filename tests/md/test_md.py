@@ -186,3 +186,12 @@ def test_volume_runaway_stops_npt(tmp_path):
                    max_volume_change=0.15)  # fmt: skip
     with pytest.raises(BornfieldError, match="cell volume runaway"):
         run_md(atoms, EMT(), cfg, tmp_path, log=lambda m: None)
+
+
+def test_atoms_too_close_stop_the_run(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.positions[1] = atoms.positions[0] + [0.3, 0.2, 0.1] + atoms.cell[0]  # an image, unwrapped
+    cfg = MDConfig(ensemble="langevin", temperature=300, steps=50, log_interval=1, timestep=0.01,
+                   max_force=1e9, min_distance=0.7)  # fmt: skip
+    with pytest.raises(BornfieldError, match=r"atoms too close \(0\.3"):
+        run_md(atoms, EMT(), cfg, tmp_path, log=lambda m: None)
