@@ -33,7 +33,9 @@ def test_catio3_bec_model_on_held_out_dft_frames():
         assert np.abs(pred - dft).max() < 0.3, np.abs(pred - dft).max()
         assert np.allclose(pred.sum(axis=0), 0.0, atol=1e-5)  # acoustic sum rule
         ti = pred[np.array(atoms.get_chemical_symbols()) == "Ti"][0]
-        assert 6.5 < np.trace(ti) / 3 < 7.5  # anomalous Ti charge (nominal +4)
+        # anomalous Ti charge, far above the nominal +4 (DFT of held-out frames 4, 9, 14: 6.68,
+        # 6.72, 6.38 as trace/3; 7.20 in the ideal cubic cell)
+        assert 6.0 < np.trace(ti) / 3 < 7.5
 
 
 def test_catio3_bec_model_on_cubic_catio3():
