@@ -9,6 +9,7 @@ under --work and resumes there. Writes bench/results/ff_accuracy.{json,md} with 
 
     python bench/ff_accuracy.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz
         [--variants fast_1o,fast_64,fast_bs1] [--work /work/runs/ff_accuracy]
+        [--device cuda] [--results DIR]   # train on a GPU; write the JSON/Markdown elsewhere
 """
 
 from __future__ import annotations
