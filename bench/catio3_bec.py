@@ -12,11 +12,13 @@ measures it the same way each time:
           their ASR-corrected labels; ideal cubic CaTiO3 against DFPT at the production k-mesh
           (bench/results/dft_zstar_settings/kmesh_k5.json)
   CV      the same recipe, leave-one-out up to 10 training frames, 5-fold above
+  ε∞      with --epsilon-head the model also learns ε∞ (its test MAE is reported; rows with
+          and without the head are kept apart)
 Each run adds a row per training-set size to bench/results/catio3_bec.{json,md} (the learning
 curve as the data grew); --ship copies the model, its metrics and its parity plot into
 models/catio3/bec (the card's prose is updated by hand).
 
-    python bench/catio3_bec.py [--ship] [--no-cv] [--work /work/runs/catio3_bec]
+    python bench/catio3_bec.py [--ship] [--no-cv] [--epsilon-head] [--work /work/runs/catio3_bec]
 """
 
 from __future__ import annotations
@@ -56,15 +58,21 @@ def main() -> None:
     p.add_argument("--work", default="/work/runs/catio3_bec")
     p.add_argument("--ship", action="store_true", help="copy the model into models/catio3/bec")
     p.add_argument("--no-cv", action="store_true")
+    p.add_argument("--epsilon-head", action="store_true", help="also learn ε∞")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    from bornfield.analysis.bec_errors import bec_metrics, bec_parity_plot, evaluate_bec
+    from bornfield.analysis.bec_errors import (
+        bec_metrics,
+        bec_parity_plot,
+        eps_metrics,
+        evaluate_bec,
+    )
     from bornfield.data import io
     from bornfield.data.splits import split_by_label_id
-    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.bec import load_model, predict_bec, predict_epsilon
     from bornfield.models.bec_train import BECTrainConfig, train_bec
 
     frames = io.read(DATA)
@@ -72,16 +80,20 @@ def main() -> None:
     train, test = [frames[i] for i in tr], [frames[i] for i in te]
     n = len(train)
     vf = 0.0 if n < 20 else 0.1
-    work = Path(args.work) / f"n{n}"
+    head = args.epsilon_head
+    cfg = {"epsilon_head": True} if head else None
+    work = Path(args.work) / (f"n{n}_eps" if head else f"n{n}")
     work.mkdir(parents=True, exist_ok=True)
     io.write(work / "train.xyz", train)
     t0 = time.perf_counter()
-    path = train_bec(train, work / "bec", None, BECTrainConfig(seed=0, max_epochs=EPOCHS,
+    path = train_bec(train, work / "bec", cfg, BECTrainConfig(seed=0, max_epochs=EPOCHS,
                      valid_fraction=vf), log=lambda m: None)  # fmt: skip
     wall = time.perf_counter() - t0
     model = load_model(path)
     pred = [predict_bec(model, a) for a in test]
     metrics = bec_metrics(test, pred)
+    if head:
+        metrics |= eps_metrics(test, [predict_epsilon(model, a) for a in test])
     dft = [a.arrays["born_charges"].reshape(-1, 3, 3) for a in test]
     dft = [d - d.mean(axis=0) for d in dft]  # the labels' raw ASR residual removed
     test_max = max(float(np.abs(z - d).max()) for z, d in zip(pred, dft, strict=True))
@@ -93,16 +105,26 @@ def main() -> None:
         "train_label_ids": sorted(int(a.info["label_id"]) for a in train),
         "test_label_ids": ids,
         "valid_fraction": vf,
+        "epsilon_head": head,
         "train_wall_s": round(wall, 1),
         "test_mae_e": metrics["bec_mae_e"],
         "test_max_err_e": test_max,
         "cubic_max_err_e": cubic_error(model),
     }
+    if head:  # and a constant for scale: the training set's mean isotropic ε∞
+        iso = np.mean([np.trace(a.info["epsilon_inf"]) / 3 for a in train])
+        const = np.mean([np.abs(a.info["epsilon_inf"] - iso * np.eye(3)).mean() for a in test])
+        row |= {"test_eps_inf_mae": metrics["eps_inf_mae"], "test_eps_inf_mae_constant": const}
     if not args.no_cv:
         folds = n if n <= 10 else 5
         cv = evaluate_bec(work / "train.xyz", folds=folds, epochs=EPOCHS, valid_fraction=vf,
-                          out_dir=work / "cv", seed=0)["model"]  # fmt: skip
+                          out_dir=work / "cv", seed=0, model_cfg=cfg)["model"]  # fmt: skip
         row |= {"cv_folds": folds, "cv_mae_e": cv["bec_mae_e"], "cv_mae_std_e": cv["bec_mae_e_std"]}
+        if head:
+            row |= {
+                "cv_eps_inf_mae": cv["eps_inf_mae"],
+                "cv_eps_inf_mae_std": cv["eps_inf_mae_std"],
+            }
     print(json.dumps(row, indent=1))
     if args.ship:
         SHIP.mkdir(parents=True, exist_ok=True)
@@ -116,8 +138,9 @@ def main() -> None:
 
     out = RESULTS / "catio3_bec.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
-    rows = [r for r in rows if r["n_train"] != n] + [row]
-    rows.sort(key=lambda r: r["n_train"])
+    same = (n, head)
+    rows = [r for r in rows if (r["n_train"], r.get("epsilon_head", False)) != same] + [row]
+    rows.sort(key=lambda r: (r["n_train"], r.get("epsilon_head", False)))
     meta = {
         "machine": f"{platform.node()} {platform.machine()}, {args.threads} torch thread(s)",
         "date": row["date"],
@@ -130,8 +153,9 @@ def main() -> None:
         "`bench/catio3_bec.py`: 5-atom frames of `data/catio3/catio3_5atom.xyz`, held-out ids"
         f" {', '.join(map(str, TEST_IDS))}; {EPOCHS} epochs. Errors in e.",
         "",
-        "| training frames | date | test MAE | test max | cubic max | CV MAE | train wall (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| training frames | ε∞ head | date | test MAE | test max | cubic max | CV MAE "
+        "| ε∞ test MAE | train wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cv = (
@@ -139,9 +163,13 @@ def main() -> None:
             if "cv_mae_e" in r
             else "–"
         )
+        eps = "–"
+        if "test_eps_inf_mae" in r:
+            eps = f"{r['test_eps_inf_mae']:.3f} (constant {r['test_eps_inf_mae_constant']:.3f})"
         lines.append(
-            f"| {r['n_train']} | {r['date']} | {r['test_mae_e']:.3f} | {r['test_max_err_e']:.3f} "
-            f"| {r['cubic_max_err_e']:.3f} | {cv} | {r['train_wall_s']:.0f} |"
+            f"| {r['n_train']} | {'yes' if r.get('epsilon_head') else 'no'} | {r['date']} "
+            f"| {r['test_mae_e']:.3f} | {r['test_max_err_e']:.3f} "
+            f"| {r['cubic_max_err_e']:.3f} | {cv} | {eps} | {r['train_wall_s']:.0f} |"
         )
     write_results_md(RESULTS / "catio3_bec.md", lines)
     print("\n".join(lines))

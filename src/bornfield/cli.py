@@ -260,6 +260,8 @@ def _bec_model_cfg(args: argparse.Namespace) -> dict:
         cfg["vector_messages"] = False
     if args.shared_weights:
         cfg["element_linear"] = False
+    if args.epsilon_head:
+        cfg["epsilon_head"] = True
     return cfg
 
 
@@ -309,6 +311,9 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
         print(
             f"Z* MAE {m['bec_mae_e']:.4f}{std} e, RMSE {m['bec_rmse_e']:.4f} e;  per element: {els}"
         )
+        if "eps_inf_mae" in m:
+            std = f" ± {m['eps_inf_mae_std']:.4f}" if "eps_inf_mae_std" in m else ""
+            print(f"ε∞ MAE {m['eps_inf_mae']:.4f}{std}, RMSE {m['eps_inf_rmse']:.4f}")
     if args.json:
         write_json(args.json, result)
         print(f"metrics: {args.json}")
@@ -414,7 +419,7 @@ def _cmd_dielectric_static(args: argparse.Namespace) -> None:
     from bornfield.analysis import dielectric as D
     from bornfield.analysis.errors import write_json
     from bornfield.calculators.field_calculator import FieldCalculator
-    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.bec import load_model, predict_bec, predict_epsilon
     from bornfield.models.force_field import check_elements, load_calculator
     from bornfield.report.figures import fig3_polarization
 
@@ -423,6 +428,9 @@ def _cmd_dielectric_static(args: argparse.Namespace) -> None:
     check_elements(ff, atoms, args.structure)
     model = load_model(args.bec)
     eps_inf = None if args.eps_inf is None else np.eye(3) * args.eps_inf
+    if eps_inf is None and model.cfg.epsilon_head:
+        eps_inf = predict_epsilon(model, atoms, args.structure)
+        print("ε∞ from the Born-charge model's head:\n", np.round(eps_inf, 3))
     calc = FieldCalculator(ff, model)
     res = D.static_response(atoms, calc, _floats(args.fields, "--fields"),
                             args.directions.split(","), fmax=args.fmax,
@@ -592,6 +600,11 @@ def _add_bec_arch_args(q: argparse.ArgumentParser) -> None:
         "--shared-weights",
         action="store_true",
         help="one output mix and readout for all elements (default: per element)",
+    )
+    q.add_argument(
+        "--epsilon-head",
+        action="store_true",
+        help="also learn the electronic dielectric tensor ε∞ (frames need epsilon_inf)",
     )
 
 
@@ -791,7 +804,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Å of seeded noise before the zero-field relaxation (leaves saddles)",
     )
     q.add_argument("--phonons", action="store_true", help="also the Γ mode sum (phonopy)")
-    q.add_argument("--eps-inf", type=float, help="electronic ε∞ to add (isotropic)")
+    q.add_argument(
+        "--eps-inf",
+        type=float,
+        help="electronic ε∞ to add (isotropic; default: the Z* model's ε∞ head, if it has one)",
+    )
     q.add_argument("--out", required=True)
     q.set_defaults(func=_cmd_dielectric_static)
     q = dsub2.add_parser("md", help="ε from MD runs: finite field and zero-field fluctuations")

@@ -68,3 +68,28 @@ def test_missing_labels_and_bad_model(small_set, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     r = run_cli("evaluate", "bec", "--model", str(tmp_path / "junk.pt"), "--data", str(BATIO3))
     assert r.returncode == 2 and "junk.pt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_epsilon_head_from_the_command_line(tmp_path):
+    """`train bec --epsilon-head` needs ε∞ labels, and `evaluate bec` then reports ε∞ errors."""
+    from pathlib import Path
+
+    data = Path(__file__).parents[2] / "data" / "catio3" / "catio3_5atom.xyz"
+    frames = io.read(data)[:3]
+    io.write(tmp_path / "train.xyz", frames)
+    no_eps = [a.copy() for a in frames]
+    for a in no_eps:
+        del a.info["epsilon_inf"]
+    io.write(tmp_path / "no_eps.xyz", no_eps)
+    r = run_cli("train", "bec", "--data", str(tmp_path / "no_eps.xyz"), "--out",
+                str(tmp_path / "bad"), "--epsilon-head", "--epochs", "1")  # fmt: skip
+    assert r.returncode != 0 and "no_eps.xyz" in r.stderr and "epsilon_inf" in r.stderr
+    r = run_cli("train", "bec", "--data", str(tmp_path / "train.xyz"), "--out",
+                str(tmp_path / "m"), "--epsilon-head", "--epochs", "2", "--channels", "4",
+                "--valid-fraction", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    js = tmp_path / "m.json"
+    r = run_cli("evaluate", "bec", "--model", str(tmp_path / "m"), "--data",
+                str(tmp_path / "train.xyz"), "--json", str(js))  # fmt: skip
+    assert r.returncode == 0 and "ε∞ MAE" in r.stdout, r.stderr
+    assert json.loads(js.read_text())["model"]["eps_inf_mae"] > 0

@@ -33,6 +33,17 @@ def bec_metrics(frames: Sequence[Atoms], predicted: Sequence[np.ndarray]) -> dic
     return m
 
 
+def eps_metrics(frames: Sequence[Atoms], predicted: Sequence[np.ndarray]) -> dict[str, float]:
+    """MAE/RMSE of ε∞ (dimensionless) over all 9 components of every frame."""
+    ref = np.stack([np.reshape(a.info["epsilon_inf"], (3, 3)) for a in frames])
+    d = np.stack(predicted) - ref
+    return {
+        "eps_inf_mae": float(np.abs(d).mean()),
+        "eps_inf_rmse": float(np.sqrt((d**2).mean())),
+        "eps_inf_label_std": float(ref.std()),
+    }
+
+
 def bec_parity_plot(
     frames: Sequence[Atoms], predicted: Sequence[np.ndarray], path: str | Path, title: str = ""
 ) -> None:
@@ -151,7 +162,7 @@ def evaluate_bec(
     from bornfield.data import io
     from bornfield.data.validate import require_keys
     from bornfield.errors import BornfieldError
-    from bornfield.models.bec import load_model, predict_bec
+    from bornfield.models.bec import load_model, predict_bec, predict_epsilon
     from bornfield.models.bec_train import BECTrainConfig, train_bec
 
     frames = io.read(data)
@@ -166,6 +177,15 @@ def evaluate_bec(
     def load(path: Path) -> Callable[[Atoms], np.ndarray]:
         m = load_model(path)
         return lambda a: predict_bec(m, a)
+
+    with_eps = all("epsilon_inf" in a.info for a in frames)
+
+    def add_eps(metrics: dict, path: str | Path, test: list[Atoms]) -> dict:
+        """ε∞ errors too, where the model has an ε∞ head and the frames have labels."""
+        m = load_model(path)
+        if with_eps and m.cfg.epsilon_head:
+            metrics |= eps_metrics(test, [predict_epsilon(m, a) for a in test])
+        return metrics
 
     result: dict = {"data": str(data)}
     if learning_curve_sizes:
@@ -186,7 +206,7 @@ def evaluate_bec(
             predict = load(path)
             t = [frames[j] for j in te]
             p = [predict(a) for a in t]
-            fold_m.append(bec_metrics(t, p))
+            fold_m.append(add_eps(bec_metrics(t, p), path, t))
             test, pred = test + t, pred + p
         result["folds"] = fold_m
         result["model"] = summarize_folds(fold_m)
@@ -194,7 +214,7 @@ def evaluate_bec(
         m = load_model(model)
         test = frames
         pred = [predict_bec(m, a, f"{data}: frame {i}") for i, a in enumerate(frames)]
-        result["model"] = bec_metrics(test, pred)
+        result["model"] = add_eps(bec_metrics(test, pred), model, test)
     elif not learning_curve_sizes:
         raise BornfieldError("evaluate bec needs a model, folds=K or learning-curve sizes")
     if plot and "model" in result:

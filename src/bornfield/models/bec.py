@@ -15,6 +15,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from bornfield.errors import BornfieldError
 from bornfield.models.bec_model import BECConfig, BECModel, config_dict
 from bornfield.models.neighbours import neighbour_pairs
+from bornfield.parallel import keep_freed_memory
 
 MODEL_FILE = "bec.pt"
 #: model file layout: 2 = the fused irreps layers of 2026-11-26 (1 = e3nn Linear/TensorProduct)
@@ -32,6 +33,7 @@ class Graph:
     batch: torch.Tensor
     n_structures: int
     target: torch.Tensor | None = None
+    eps_target: torch.Tensor | None = None  # ε∞ labels, (structures, 3, 3)
 
 
 def build_graph(
@@ -50,6 +52,8 @@ def build_graph(
     target = None
     if "born_charges" in atoms.arrays:
         target = torch.as_tensor(atoms.arrays["born_charges"], dtype=dtype)
+    eps = atoms.info.get("epsilon_inf")
+    eps_target = None if eps is None else torch.as_tensor(eps, dtype=dtype).reshape(1, 3, 3)
     return Graph(
         species=species,
         pos=torch.as_tensor(atoms.positions, dtype=dtype),
@@ -58,6 +62,7 @@ def build_graph(
         batch=torch.zeros(len(atoms), dtype=torch.long),
         n_structures=1,
         target=target,
+        eps_target=eps_target,
     )
 
 
@@ -65,6 +70,7 @@ def collate(graphs: Sequence[Graph]) -> Graph:
     """Concatenate graphs into one batch (edge indices offset, batch index per atom)."""
     offsets = np.cumsum([0] + [len(g.species) for g in graphs[:-1]])
     targets = [g.target for g in graphs]
+    eps = [g.eps_target for g in graphs]
     return Graph(
         species=torch.cat([g.species for g in graphs]),
         pos=torch.cat([g.pos for g in graphs]),
@@ -75,11 +81,13 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         batch=torch.cat([torch.full_like(g.species, k) for k, g in enumerate(graphs)]),
         n_structures=len(graphs),
         target=torch.cat(targets) if all(t is not None for t in targets) else None,  # type: ignore[arg-type]
+        eps_target=torch.cat(eps) if all(e is not None for e in eps) else None,  # type: ignore[arg-type]
     )
 
 
-def run_model(model: BECModel, g: Graph) -> torch.Tensor:
-    return model(g.species, g.pos, g.edge_index, g.shifts, g.batch, g.n_structures)
+def run_model(model: BECModel, g: Graph, with_epsilon: bool = False):
+    """Z* of the graph's atoms; with ``with_epsilon`` the pair (Z*, ε∞ per structure)."""
+    return model(g.species, g.pos, g.edge_index, g.shifts, g.batch, g.n_structures, with_epsilon)
 
 
 def save_model(model: BECModel, path: str | Path, meta: dict | None = None) -> None:
@@ -100,7 +108,12 @@ def save_model(model: BECModel, path: str | Path, meta: dict | None = None) -> N
 def load_model(
     path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> BECModel:
-    """Load a Born-charge model file (or a directory holding ``bec.pt``)."""
+    """Load a Born-charge model file (or a directory holding ``bec.pt``).
+
+    Like the force field, it lets glibc keep freed memory (``parallel.keep_freed_memory``): a
+    prediction's per-edge temporaries are then reused instead of page-faulted in again.
+    """
+    keep_freed_memory()
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
@@ -126,21 +139,35 @@ def load_model(
     return model.to(device=device, dtype=dtype).eval()
 
 
-def predict_bec(model: BECModel, atoms: Atoms, source: str = "structure") -> np.ndarray:
-    """Z* (N, 3, 3) in e for one structure."""
+def _graph_on_device(model: BECModel, atoms: Atoms, source: str) -> Graph:
     param = next(model.parameters())
     g = build_graph(atoms, model, param.dtype, source)
     if param.device.type != "cpu":
         for name in ("species", "pos", "edge_index", "shifts", "batch"):
             setattr(g, name, getattr(g, name).to(param.device))
+    return g
+
+
+def predict_bec(model: BECModel, atoms: Atoms, source: str = "structure") -> np.ndarray:
+    """Z* (N, 3, 3) in e for one structure."""
     with torch.no_grad():
-        return run_model(model, g).double().cpu().numpy()
+        return run_model(model, _graph_on_device(model, atoms, source)).double().cpu().numpy()
+
+
+def predict_epsilon(model: BECModel, atoms: Atoms, source: str = "structure") -> np.ndarray:
+    """ε∞ (3, 3) of one structure from a model with an ε∞ head."""
+    if not model.cfg.epsilon_head:
+        raise BornfieldError(f"{source}: the Born-charge model has no ε∞ head")
+    with torch.no_grad():
+        _, eps = run_model(model, _graph_on_device(model, atoms, source), with_epsilon=True)
+    return eps[0].double().cpu().numpy()
 
 
 class BECCalculator(Calculator):
-    """ASE calculator with one property, ``born_charges`` (N×3×3, e)."""
+    """ASE calculator with ``born_charges`` (N×3×3, e) and, for a model with an ε∞ head,
+    ``epsilon_inf`` (3×3)."""
 
-    implemented_properties = ["born_charges"]
+    implemented_properties = ["born_charges", "epsilon_inf"]
 
     def __init__(self, model: BECModel | str | Path, **kwargs):
         super().__init__(**kwargs)
@@ -148,7 +175,14 @@ class BECCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("born_charges",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        self.results["born_charges"] = predict_bec(self.model, self.atoms)
+        if self.model.cfg.epsilon_head:  # both from one pass
+            g = _graph_on_device(self.model, self.atoms, "structure")
+            with torch.no_grad():
+                z, eps = run_model(self.model, g, with_epsilon=True)
+            self.results["epsilon_inf"] = eps[0].double().cpu().numpy()
+            self.results["born_charges"] = z.double().cpu().numpy()
+        else:
+            self.results["born_charges"] = predict_bec(self.model, self.atoms)
 
 
 def write_card(out_dir: Path, card: dict) -> None:

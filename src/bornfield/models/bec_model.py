@@ -65,6 +65,9 @@ class BECConfig:
     # each element has its own weights in the per-layer output mix and in the readout (as MACE's
     # element-dependent product weights): bench/results/bec_training.md
     element_linear: bool = True
+    # a second readout for the electronic dielectric tensor ε∞ (symmetric: 0e + 2e): the mean
+    # over a structure's atoms of per-atom contributions, so it is intensive
+    epsilon_head: bool = False
 
 
 class BesselBasis(torch.nn.Module):
@@ -96,6 +99,7 @@ class BesselBasis(torch.nn.Module):
 IRREPS_A = ("0e", "1o", "2e")  # the aggregated messages (spherical harmonics l = 0, 1, 2)
 IRREPS_OUT = ("0e", "1o", "1e", "2e")  # each layer's output
 IRREPS_Z = ("0e", "1e", "2e")  # Z* = 1o ⊗ 1o in e3nn's CartesianTensor("ij") order
+IRREPS_EPS = ("0e", "2e")  # ε∞, symmetric: CartesianTensor("ij=ji")
 
 
 def _dim(ir: str) -> int:
@@ -114,8 +118,11 @@ class IrrepsLinear(torch.nn.Module):
     """Channel mixing within each irrep (equivariant), optionally with one weight set per element.
 
     ``x`` maps irrep → (N, channels_in, 2l+1); weights are N(0, 1) and scaled by 1/√fan-in in the
-    forward pass, as e3nn's ``Linear``. One einsum per output irrep: e3nn's ``Linear`` issues
-    several small ops per path, and per element, which made the model dispatch-bound on CPU.
+    forward pass, as e3nn's ``Linear``. One matmul per output irrep (and element): e3nn's
+    ``Linear`` issues several small ops per path, and per element, which made the model
+    dispatch-bound on CPU. With per-element weights the atoms must come grouped by element,
+    ``groups[e]`` atoms of element ``e`` in turn (:class:`BECModel` sorts them), and each group
+    gets one matmul with its own weights.
     """
 
     def __init__(self, irreps_in: dict[str, int], irreps_out: dict[str, int], n_elements: int = 0):
@@ -131,19 +138,15 @@ class IrrepsLinear(torch.nn.Module):
         )
         self.scale = {ir: irreps_in[ir] ** -0.5 for ir in self.weights}
 
-    def forward(self, x: dict[str, torch.Tensor], species: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, onehot = {}, None
+    def forward(self, x: dict[str, torch.Tensor], groups: list[int]) -> dict[str, torch.Tensor]:
+        out = {}
         for ir, w in self.weights.items():
             xt = x[ir].transpose(1, 2)  # (N, 2l+1, channels_in)
-            if self.per_element:  # every element's weights in one matmul, then pick per atom
-                n_el, c_in, c_out = w.shape
-                y = (xt @ w.transpose(0, 1).reshape(c_in, n_el * c_out)).unflatten(2, (n_el, -1))
-                if onehot is None:
-                    onehot = torch.nn.functional.one_hot(species, n_el).to(y.dtype)
-                y = torch.einsum("nmeo,ne->nom", y, onehot)
+            if self.per_element:
+                y = torch.cat([xe @ we for xe, we in zip(xt.split(groups), w, strict=True)])
             else:
-                y = (xt @ w).transpose(1, 2)
-            out[ir] = y * self.scale[ir]
+                y = xt @ w
+            out[ir] = (y * self.scale[ir]).transpose(1, 2).contiguous()
         return out
 
 
@@ -213,15 +216,16 @@ class Interaction(torch.nn.Module):
     def forward(
         self,
         s: torch.Tensor,
-        species: torch.Tensor,
+        groups: list[int],
         sh: torch.Tensor,
         basis: torch.Tensor,
         edge_index: torch.Tensor,
         table: torch.Tensor,
         prev: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``sh``: (E, 9) spherical harmonics; ``table``: ``receiver_table`` of the edges;
-        ``prev``: the previous layer's output, or None."""
+        """``groups``: atoms per element (grouped in that order); ``sh``: (E, 9) spherical
+        harmonics; ``table``: ``receiver_table`` of the edges; ``prev``: the previous layer's
+        output, or None."""
         i, j = edge_index
         c = self.c
         w = self.radial(basis).view(-1, c, 5 if self.vector_messages else 3)
@@ -237,15 +241,15 @@ class Interaction(torch.nn.Module):
             if self.vector_messages and deg > 0:
                 assert prev is not None  # layers after the first get the previous output
                 msg = w[:, :, 2 + deg, None] * prev[ir].index_select(0, j)
-                a = a + torch.zeros_like(a).index_add_(0, i, msg)
+                a = a + a.new_zeros(a.shape).index_add_(0, i, msg)  # contiguous target
             a_irr[ir] = a * self.norm
-        x1 = torch.cat(list(self.mix1(a_irr, species).values()), dim=2)
-        x2 = torch.cat(list(self.mix2(a_irr, species).values()), dim=2)
+        x1 = torch.cat(list(self.mix1(a_irr, groups).values()), dim=2)
+        x2 = torch.cat(list(self.mix2(a_irr, groups).values()), dim=2)
         prod = self.product(x1, x2)
         inputs = {
             ir: torch.cat([p, a_irr[ir]], dim=1) if ir in a_irr else p for ir, p in prod.items()
         }
-        return self.post(inputs, species)
+        return self.post(inputs, groups)
 
 
 class BECModel(torch.nn.Module):
@@ -280,6 +284,15 @@ class BECModel(torch.nn.Module):
         iso = [float((isotropic_mean or {}).get(e, 0.0)) for e in cfg.elements]
         self.register_buffer("iso", torch.tensor(iso))
         self.register_buffer("scale", torch.tensor(1.0))
+        if cfg.epsilon_head:
+            self.eps_readout = IrrepsLinear(
+                dict.fromkeys(IRREPS_EPS, c * cfg.n_layers), dict.fromkeys(IRREPS_EPS, 1), n_el
+            )
+            self.register_buffer(
+                "eps_q", CartesianTensor("ij=ji").to_cartesian(torch.eye(6)), persistent=False
+            )
+            self.register_buffer("eps_iso", torch.tensor(1.0))  # set from the data in training
+            self.register_buffer("eps_scale", torch.tensor(1.0))
 
     def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers to model species indices; -1 for unknown elements."""
@@ -295,8 +308,22 @@ class BECModel(torch.nn.Module):
         shifts: torch.Tensor,
         batch: torch.Tensor,
         n_structures: int,
-    ) -> torch.Tensor:
-        """Z* of shape (N, 3, 3). ``shifts`` are Cartesian lattice translations of the edges."""
+        with_epsilon: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Z* of shape (N, 3, 3); with ``with_epsilon`` also ε∞ per structure, (S, 3, 3) (the
+        model needs its ε∞ head). ``shifts`` are Cartesian lattice translations of the edges.
+
+        Inside, the atoms are grouped by element (per-element weights: one matmul per group);
+        Z* come back in the input order.
+        """
+        if with_epsilon and not self.cfg.epsilon_head:
+            raise ValueError("this Born-charge model has no ε∞ head")
+        perm = torch.argsort(species, stable=True)
+        rank = torch.empty_like(perm)
+        rank[perm] = torch.arange(len(perm), device=perm.device)
+        edge_index = rank[edge_index]
+        species, pos, batch = species[perm], pos[perm], batch[perm]
+        groups = torch.bincount(species, minlength=len(self.cfg.elements)).tolist()
         i, j = edge_index
         vec = pos.index_select(0, j) - pos.index_select(0, i) + shifts
         r = vec.norm(dim=1)
@@ -307,11 +334,11 @@ class BECModel(torch.nn.Module):
         feats = []
         f = None
         for layer in self.layers:
-            f = layer(s, species, sh, basis, edge_index, table, f)
+            f = layer(s, groups, sh, basis, edge_index, table, f)
             feats.append(f)
             s = s + torch.nn.functional.silu(f["0e"][:, :, 0])  # scalars for the next messages
         z_in = {ir: torch.cat([f[ir] for f in feats], dim=1) for ir in IRREPS_Z}
-        irr = torch.cat(list(self.readout(z_in, species).values()), dim=2)[:, 0]  # (N, 9)
+        irr = torch.cat(list(self.readout(z_in, groups).values()), dim=2)[:, 0]  # (N, 9)
         z = torch.einsum("ni,ijk->njk", irr, self.cart_q)
         z = z * self.scale
         z = z + self.iso[species][:, None, None] * torch.eye(3, dtype=z.dtype, device=z.device)
@@ -324,7 +351,15 @@ class BECModel(torch.nn.Module):
         mean = torch.zeros(n_structures, 3, 3, dtype=z.dtype, device=z.device).index_add_(
             0, batch, z
         )
-        return z - (mean / counts[:, None, None])[batch]
+        z = z - (mean / counts[:, None, None])[batch]
+        z = z.index_select(0, rank)  # back to the input order
+        if not with_epsilon:
+            return z
+        e_irr = torch.cat(list(self.eps_readout(z_in, groups).values()), dim=2)[:, 0]  # (N, 6)
+        e_sum = torch.zeros(n_structures, 6, dtype=e_irr.dtype, device=e_irr.device)
+        e_mean = e_sum.index_add_(0, batch, e_irr) / counts[:, None].to(e_irr.dtype)
+        eps = torch.einsum("si,ijk->sjk", e_mean, self.eps_q) * self.eps_scale
+        return z, eps + self.eps_iso * torch.eye(3, dtype=eps.dtype, device=eps.device)
 
 
 def config_dict(cfg: BECConfig) -> dict:

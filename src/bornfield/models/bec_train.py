@@ -32,6 +32,9 @@ class BECTrainConfig:
     valid_fraction: float = 0.1  # 0: no validation split (select on the training error)
     seed: int = 0
     ema_decay: float = 0.99  # validate and save an exponential moving average of the weights
+    #: weight of the ε∞ term (models with an ε∞ head): each squared error is measured in units
+    #: of its labels' spread (Z* and ε∞ about their isotropic means), so 1 weighs them alike
+    eps_weight: float = 1.0
 
 
 def _isotropic_means(frames: Sequence[Atoms]) -> dict[str, float]:
@@ -54,7 +57,10 @@ def train_bec(
     """
     source = str(data) if isinstance(data, str | Path) else "<frames>"
     frames = io.read(data) if isinstance(data, str | Path) else list(data)
-    require_keys(frames, ["born_charges"], source)
+    with_eps = bool((model_cfg or {}).get("epsilon_head"))
+    require_keys(frames, ["born_charges"] + ["epsilon_inf"] * with_eps, source)
+    if valid is not None and with_eps:
+        require_keys(valid, ["epsilon_inf"], "validation frames")
     if valid is None and train_cfg.valid_fraction == 0:
         # datasets too small to spare a frame: every frame trains, and model selection and
         # early stopping watch the training error (hold out a test set outside instead)
@@ -80,6 +86,13 @@ def train_bec(
         [torch.eye(3) * iso[s] for a in train_frames for s in a.get_chemical_symbols()]
     )
     model.scale.fill_(float(resid.pow(2).mean().sqrt()))
+    if with_eps:  # ε∞ relative to the mean isotropic value of the training set, scaled to O(1)
+        eps = np.stack([np.reshape(a.info["epsilon_inf"], (3, 3)) for a in train_frames])
+        eps_iso = float(np.trace(eps, axis1=1, axis2=2).mean() / 3)
+        eps_rms = float(np.sqrt(((eps - eps_iso * np.eye(3)) ** 2).mean()))
+        model.eps_iso.fill_(eps_iso)
+        model.eps_scale.fill_(eps_rms if eps_rms > 1e-6 else 1.0)
+        eps_w = train_cfg.eps_weight * float(model.scale) ** 2 / float(model.eps_scale) ** 2
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, fused=True)  # 7x faster step
     ema = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema_decay)
@@ -117,23 +130,33 @@ def train_bec(
         for k in range(0, len(order), train_cfg.batch_size):
             b = collate([train_g[i] for i in order[k : k + train_cfg.batch_size]])
             opt.zero_grad()
-            loss = (run_model(model, b) - b.target).pow(2).mean()
+            if with_eps:
+                z, eps = run_model(model, b, with_epsilon=True)
+                loss = (z - b.target).pow(2).mean()
+                loss = loss + eps_w * (eps - b.eps_target).pow(2).mean()
+            else:
+                loss = (run_model(model, b) - b.target).pow(2).mean()
             loss.backward()
             opt.step()
             ema.update_parameters(model)
             total += float(loss.detach()) * b.n_structures
         best.eval()
         with torch.no_grad():
-            mae = float((run_model(best, valid_batch) - valid_batch.target).abs().mean())
+            out_v = run_model(best, valid_batch, with_epsilon=with_eps)
+            z_v = out_v[0] if with_eps else out_v
+            mae = float((z_v - valid_batch.target).abs().mean())
+            eps_mae = float((out_v[1] - valid_batch.eps_target).abs().mean()) if with_eps else None
         sched.step(mae)
         state["wall"] += time.perf_counter() - t0
         state["epoch"] = epoch + 1
         state["history"].append(
             {"epoch": epoch, "train_mse": total / len(train_g), "valid_mae_e": mae}
+            | ({"valid_eps_mae": eps_mae} if with_eps else {})
         )
         improved = mae < state["best_mae"]
         if improved:
             state["best_mae"], state["best_epoch"] = mae, epoch
+            state["best_eps_mae"] = eps_mae
             save_model(best, out / MODEL_FILE, {"valid_mae_e": mae, "epoch": epoch})
         torch.save(
             {"config": config_dict(model.cfg), "model": model.state_dict(), "ema": ema.state_dict(),
@@ -145,7 +168,9 @@ def train_bec(
         log(
             f"epoch {epoch}: train RMSE {np.sqrt(total / len(train_g)):.4f} e,"
             f" valid MAE {mae:.4f} e"
-            f"{' *' if improved else ''} ({time.perf_counter() - t0:.2f} s)"
+            + (f", ε∞ {eps_mae:.4f}" if with_eps else "")
+            + f"{' *' if improved else ''}"
+            f" ({time.perf_counter() - t0:.2f} s)"
         )
         if epoch - state["best_epoch"] >= train_cfg.patience:
             log(f"early stop: no improvement for {train_cfg.patience} epochs")
@@ -159,6 +184,7 @@ def train_bec(
             "n_train_frames": len(train_frames),
             "n_valid_frames": len(valid_frames),
             "best_valid_mae_e": state["best_mae"],
+            **({"best_valid_eps_inf_mae": state.get("best_eps_mae")} if with_eps else {}),
             "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"],
             "train_wall_s": round(state["wall"], 1),
