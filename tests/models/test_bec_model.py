@@ -58,15 +58,19 @@ def test_spherical_harmonics_match_e3nn():
     torch.testing.assert_close(torch.cat(spherical_harmonics_l2(v), dim=1), ref)
 
 
+def _rotated(a, r: np.ndarray):
+    b = a.copy()
+    b.set_cell(a.cell[:] @ r.T, scale_atoms=False)
+    b.positions = a.positions @ r.T
+    return b
+
+
 def test_rotation_equivariance(model):
     a = _structure()
     z = predict_bec(model, a)
     for seed in range(3):
         r = Rotation.random(random_state=seed).as_matrix()
-        b = a.copy()
-        b.set_cell(a.cell[:] @ r.T, scale_atoms=False)
-        b.positions = a.positions @ r.T
-        np.testing.assert_allclose(predict_bec(model, b), r @ z @ r.T, atol=1e-8)
+        np.testing.assert_allclose(predict_bec(model, _rotated(a, r)), r @ z @ r.T, atol=1e-8)
 
 
 def test_inversion_permutation_translation(model):
@@ -157,10 +161,8 @@ def test_epsilon_head_symmetric_equivariant_intensive(eps_model):
     assert np.abs(eps - np.trace(eps) / 3 * np.eye(3)).max() > 1e-3  # anisotropic: not trivial
     for seed in range(2):
         r = Rotation.random(random_state=seed).as_matrix()
-        b = a.copy()
-        b.set_cell(a.cell[:] @ r.T, scale_atoms=False)
-        b.positions = a.positions @ r.T
-        np.testing.assert_allclose(predict_epsilon(eps_model, b), r @ eps @ r.T, atol=1e-10)
+        eps_r = predict_epsilon(eps_model, _rotated(a, r))
+        np.testing.assert_allclose(eps_r, r @ eps @ r.T, atol=1e-10)
     perm = np.random.default_rng(2).permutation(len(a))
     np.testing.assert_allclose(predict_epsilon(eps_model, a[perm]), eps, atol=1e-12)
     # intensive: a supercell of the same crystal has the same ε∞

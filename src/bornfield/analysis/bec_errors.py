@@ -180,9 +180,8 @@ def evaluate_bec(
 
     with_eps = all("epsilon_inf" in a.info for a in frames)
 
-    def add_eps(metrics: dict, path: str | Path, test: list[Atoms]) -> dict:
-        """ε∞ errors too, where the model has an ε∞ head and the frames have labels."""
-        m = load_model(path)
+    def add_eps(metrics: dict, m, test: list[Atoms]) -> dict:
+        """ε∞ errors too, where the model ``m`` has an ε∞ head and the frames have labels."""
         if with_eps and m.cfg.epsilon_head:
             metrics |= eps_metrics(test, [predict_epsilon(m, a) for a in test])
         return metrics
@@ -203,10 +202,10 @@ def evaluate_bec(
         jobs = [([frames[j] for j in tr], out / f"fold{i}") for i, (tr, _) in enumerate(splits)]
         fold_m, test, pred = [], [], []
         for path, (_, te) in zip(train_all(jobs, train, workers), splits, strict=True):
-            predict = load(path)
+            m = load_model(path)
             t = [frames[j] for j in te]
-            p = [predict(a) for a in t]
-            fold_m.append(add_eps(bec_metrics(t, p), path, t))
+            p = [predict_bec(m, a) for a in t]
+            fold_m.append(add_eps(bec_metrics(t, p), m, t))
             test, pred = test + t, pred + p
         result["folds"] = fold_m
         result["model"] = summarize_folds(fold_m)
@@ -214,7 +213,7 @@ def evaluate_bec(
         m = load_model(model)
         test = frames
         pred = [predict_bec(m, a, f"{data}: frame {i}") for i, a in enumerate(frames)]
-        result["model"] = add_eps(bec_metrics(test, pred), model, test)
+        result["model"] = add_eps(bec_metrics(test, pred), m, test)
     elif not learning_curve_sizes:
         raise BornfieldError("evaluate bec needs a model, folds=K or learning-curve sizes")
     if plot and "model" in result:
