@@ -38,13 +38,24 @@ from results_md import write_results_md
 RESULTS = Path(__file__).parent / "results"
 
 
-def cell_of(n_atoms: int):
-    """Cubic BaTiO3 supercell of about n atoms (5-atom units), lightly rattled."""
-    from bornfield.label.generators import cubic_perovskite
+SYSTEMS = {
+    "batio3": "cubic BaTiO3 supercells (rattled 0.03 Å)",
+    "catio3": "Pnma CaTiO3 supercells of the experimental 20-atom cell (rattled 0.03 Å)",
+}
 
-    reps = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4), 5120: (16, 16, 4),
-            10240: (16, 16, 8)}[n_atoms]  # fmt: skip
-    a = cubic_perovskite("BaTiO3").repeat(reps)
+
+def cell_of(n_atoms: int, system: str = "batio3"):
+    """A supercell of n atoms, lightly rattled: cubic BaTiO3 (5-atom units) or Pnma CaTiO3
+    (20-atom units: 2×2×2, 4×4×2 and 4×4×4 for 160, 640 and 1280 atoms)."""
+    from bornfield.label.generators import cubic_perovskite, pnma_catio3
+
+    if system == "catio3":
+        reps = {160: (2, 2, 2), 640: (4, 4, 2), 1280: (4, 4, 4)}[n_atoms]
+        a = pnma_catio3().repeat(reps)
+    else:
+        reps = {160: (4, 4, 2), 640: (8, 4, 4), 1280: (8, 8, 4), 5120: (16, 16, 4),
+                10240: (16, 16, 8)}[n_atoms]  # fmt: skip
+        a = cubic_perovskite("BaTiO3").repeat(reps)
     a.rattle(0.03, seed=0)
     return a
 
@@ -125,7 +136,7 @@ def worker(args) -> dict:
     from bornfield.models.force_field import load_calculator
     from bornfield.models.mace_calculator import MACEForceField
 
-    atoms = cell_of(args.size)
+    atoms = cell_of(args.size, args.system)
     field = np.array([0.0, 0.0, 0.005])
     steps = max(10, 12000 // args.size)
     out = {"n_atoms": len(atoms), "steps_timed": steps}
@@ -166,7 +177,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--name", help="results file stem (default fieldmd, or fieldmd_t<threads>)")
+    p.add_argument("--system", choices=list(SYSTEMS), default="batio3")
+    p.add_argument("--name", help="results file stem (default fieldmd[_catio3][_t<threads>])")
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.size:
@@ -175,7 +187,7 @@ def main() -> None:
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         cmd = [sys.executable, __file__, "--ff", args.ff, "--bec", args.bec, "--k", str(args.k),
-               "--repeats", str(args.repeats), "--threads", str(args.threads), "--size", str(n)]  # fmt: skip
+               "--repeats", str(args.repeats), "--threads", str(args.threads), "--system", args.system, "--size", str(n)]  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(row)
@@ -193,11 +205,15 @@ def main() -> None:
     meta = {
         "machine": f"{platform.node()}, {platform.machine()}, {args.threads} torch threads",
         "date": datetime.date.today().isoformat(),
-        "system": "cubic BaTiO3 supercells (rattled 0.03 Å); field 0.005 V/Å along z",
+        "system": f"{SYSTEMS[args.system]}; field 0.005 V/Å along z",
+        "ff": args.ff,
+        "bec": args.bec,
         "P3_per_atom_spread": max(per_atom) / min(per_atom),
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = args.name or ("fieldmd" if args.threads == 2 else f"fieldmd_t{args.threads}")
+    stem = args.name or "fieldmd" + ("_catio3" if args.system == "catio3" else "") + (
+        "" if args.threads == 2 else f"_t{args.threads}"
+    )
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [
         f"# Field-MD step cost ({meta['machine']}, {meta['date']})",

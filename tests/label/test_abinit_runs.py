@@ -94,23 +94,31 @@ def test_checkpoints_wait_for_scf_steps(tmp_path):
 def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     """SIGTERM to `bornfield label` (a batch system's warning): the SCF in flight writes its
     checkpoint at the end of its step, the command stops with a one-line message, and the same
-    command continues from the checkpoint."""
+    command continues from the checkpoint. Before 8 SCF steps a stop writes no checkpoint (the
+    wavefunctions of the first steps restart an SCF worse than atomic densities)."""
     structures = tmp_path / "s.xyz"
     io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
     out = tmp_path / "l.xyz"
     args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
             "--np", "1"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "bornfield.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     abo = tmp_path / "l.xyz.job" / "s00000" / "gs" / "run.abo"
-    t0 = time.monotonic()
-    while not (abo.exists() and "ETOT  2" in abo.read_text(errors="replace")):
-        assert proc.poll() is None and time.monotonic() - t0 < 300
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "stopped on request" in err and "Traceback" not in err, err
-    assert (abo.parent / CHECKPOINT).exists() and not out.exists()
+
+    def stop_at(step: int) -> None:
+        proc = subprocess.Popen([sys.executable, "-m", "bornfield.cli", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        t0 = time.monotonic()
+        while not (abo.exists() and f"ETOT{step:3d}" in abo.read_text(errors="replace")):
+            assert proc.poll() is None and time.monotonic() - t0 < 300
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2 and "stopped on request" in err, err
+        assert "Traceback" not in err and not out.exists(), err
+
+    stop_at(2)
+    assert not (abo.parent / CHECKPOINT).exists()
+    stop_at(8)
+    assert (abo.parent / CHECKPOINT).exists()
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     (frame,) = io.read(out)
