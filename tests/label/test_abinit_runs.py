@@ -104,8 +104,8 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     abo = tmp_path / "l.xyz.job" / "s00000" / "gs" / "run.abo"
 
     def stop_at(step: int) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", "bornfield.cli", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        cmd = [sys.executable, "-m", "bornfield.cli", *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t0 = time.monotonic()
         while not (abo.exists() and f"ETOT{step:3d}" in abo.read_text(errors="replace")):
             assert proc.poll() is None and time.monotonic() - t0 < 300
