@@ -3,7 +3,8 @@
 As `data/catio3/` grows, this retrains the `fast` MACE model the way its card says and measures
 it the same way each time:
   split   the dataset's fixed validation ids are the test frames (5-atom batch 1: 4, 9, 14, 19;
-          20-atom MD snapshots: 5, 11; `data/catio3/CARD.md`); the rest train
+          batch 2: every fifth from 4; 20-atom MD snapshots: 5, 11; `data/catio3/CARD.md`); the
+          rest train
   train   `train ff --preset fast`, seed 0 (mace-torch's trainer, float64)
   test    energy / force / stress errors on the held-out frames, per cell size, beside CHGNet
           on the same frames (its energies shifted per element, fitted on the training frames)
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 DATA = {  # file → held-out label ids (data/catio3/CARD.md, fixed before any model was trained)
     ROOT / "data/catio3/catio3_5atom.xyz": (4, 9, 14, 19),
+    ROOT / "data/catio3/catio3_5atom_batch2.xyz": tuple(range(4, 40, 5)),
     ROOT / "data/catio3/catio3_20atom_md.xyz": (5, 11),
 }
 SHIP = ROOT / "models/catio3/ff"
@@ -98,7 +100,7 @@ def main() -> None:
         tr, te = split_by_label_id(frames, ids)
         train += [frames[i] for i in tr]
         if te:
-            tests[f"{len(frames[0])}-atom"] = [frames[i] for i in te]
+            tests.setdefault(f"{len(frames[0])}-atom", []).extend(frames[i] for i in te)
     sizes = {f"n_train_{k}": sum(len(a) == n for a in train) for k, n in (("5", 5), ("20", 20))}
     work = Path(args.work) / f"n{sizes['n_train_5']}_{sizes['n_train_20']}"
     work.mkdir(parents=True, exist_ok=True)
