@@ -129,7 +129,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
     structures = io.read(args.structures)
     report = label_structures(
         structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np,
-        max_structures=args.max_structures,
+        max_structures=args.max_structures, checkpoint_s=60 * args.checkpoint_min,
     )  # fmt: skip
     print(
         f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
@@ -676,6 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--job-dir", help="job directory (default OUT.job)")
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
+    q.add_argument(
+        "--checkpoint-min", type=float, default=120.0,
+        help="minutes between SCF checkpoints (default 120; SIGTERM checkpoints anyway)",
+    )  # fmt: skip
     q.add_argument(
         "--kpt-length", type=float, help="override the k-mesh density: n_i = ceil(L / a_i), L in Å"
     )

@@ -91,6 +91,18 @@ def test_checkpoints_wait_for_scf_steps(tmp_path):
     assert restarts >= 1 and steps >= 6 * restarts, (steps, restarts)
 
 
+def test_cli_checkpoint_interval(tmp_path):
+    """`--checkpoint-min 0`: a checkpoint as soon as the run has done 8 SCF steps."""
+    structures = tmp_path / "s.xyz"
+    io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
+    out = tmp_path / "l.xyz"
+    r = run_cli("label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
+                "--np", "1", "--checkpoint-min", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (frame,) = io.read(out)
+    assert json.loads(frame.info["provenance"])["scf_restarts"] >= 1
+
+
 def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     """SIGTERM to `bornfield label` (a batch system's warning): the SCF in flight writes its
     checkpoint at the end of its step, the command stops with a one-line message, and the same

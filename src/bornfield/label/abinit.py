@@ -244,6 +244,11 @@ def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
 
 #: the ground-state wavefunctions of an interrupted SCF, kept in the ``gs`` stage directory
 CHECKPOINT = "checkpoint_WFK"
+#: seconds between SCF checkpoints. Each restarts ABINIT: a 20-atom CaTiO3 SCF on 2 ranks lost
+#: about two steps of the density mixer's history and spent ~6 min in its first step after the
+#: restart against ~2 min per step, i.e. ~20 % of a 30-min interval. A session's or batch
+#: system's SIGTERM checkpoints anyway (:func:`request_stop`); this guards against SIGKILL.
+CHECKPOINT_S = 7200.0
 EXIT_REQUESTED = 'Exit has been requested from file "abinit.exit"'
 #: the input of the whole calculation, kept in the work directory: finished stages are reused
 #: only when it is unchanged
@@ -268,7 +273,7 @@ def run_abinit(
     workdir: str | os.PathLike,
     nprocs: int = 2,
     timeout: float | None = None,
-    checkpoint_s: float = 1800.0,
+    checkpoint_s: float = CHECKPOINT_S,
     log: Callable[[str], None] | None = None,
     checkpoint_steps: int = 8,
 ) -> Atoms:

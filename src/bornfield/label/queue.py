@@ -27,7 +27,14 @@ from ase import Atoms
 
 from bornfield.data import io
 from bornfield.errors import BornfieldError
-from bornfield.label.abinit import AbinitSettings, LabelError, run_abinit, tidy, write_input
+from bornfield.label.abinit import (
+    CHECKPOINT_S,
+    AbinitSettings,
+    LabelError,
+    run_abinit,
+    tidy,
+    write_input,
+)
 
 ID_KEY = "label_id"
 
@@ -57,11 +64,13 @@ def label_structures(
     nprocs: int = 2,
     log: Callable[[str], None] = print,
     max_structures: int | None = None,
+    checkpoint_s: float = CHECKPOINT_S,
 ) -> LabelReport:
     """Label ``structures`` with ABINIT into ``out`` (extxyz), resumably, one at a time.
 
     ``max_structures``: this call stops after that many structures (labelled or failed), so that
-    a worker can be moved to another queue without killing a structure in flight."""
+    a worker can be moved to another queue without killing a structure in flight.
+    ``checkpoint_s``: seconds between SCF checkpoints (see :func:`run_abinit`)."""
     out = Path(out)
     job = Path(job_dir) if job_dir else out.with_name(out.name + ".job")
     job.mkdir(parents=True, exist_ok=True)
@@ -109,6 +118,7 @@ def label_structures(
         t0 = time.perf_counter()
         try:
             labelled = run_abinit(atoms, settings, workdir, nprocs=nprocs,
+                                  checkpoint_s=checkpoint_s,
                                   log=lambda m, i=i: log(f"  structure {i}: {m}"))  # fmt: skip
         except LabelError as exc:
             with _locked(job):
