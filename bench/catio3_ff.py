@@ -97,7 +97,10 @@ def main() -> None:
         if not path.exists():
             continue
         frames = io.read(path)
-        tr, te = split_by_label_id(frames, ids)
+        if {int(a.info["label_id"]) for a in frames} & set(ids):
+            tr, te = split_by_label_id(frames, ids)
+        else:  # none of the held-out frames labelled yet
+            tr, te = list(range(len(frames))), []
         train += [frames[i] for i in tr]
         if te:
             tests.setdefault(f"{len(frames[0])}-atom", []).extend(frames[i] for i in te)
