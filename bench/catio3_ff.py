@@ -42,13 +42,17 @@ SHIP = ROOT / "models/catio3/ff"
 
 
 def relax(atoms, calc, fmax: float = 0.005, steps: int = 500):
-    """Positions and cell relaxed (BFGS on ASE's FrechetCellFilter); returns a copy."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
+    """Positions and cell relaxed (`bornfield.analysis.dielectric.relax`); returns a copy, also
+    when the relaxation ran out of steps (a collapsing cell may)."""
+    from bornfield.analysis.dielectric import relax as relax_in_place
+    from bornfield.errors import BornfieldError
 
     a = atoms.copy()
     a.calc = calc
-    BFGS(FrechetCellFilter(a), logfile=None).run(fmax=fmax, steps=steps)
+    try:
+        relax_in_place(a, fmax=fmax, steps=steps, relax_cell=True)
+    except BornfieldError:
+        pass
     return a
 
 

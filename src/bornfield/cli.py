@@ -126,10 +126,11 @@ def _cmd_label(args: argparse.Namespace) -> None:
 
         overrides["ixc"] = FUNCTIONALS[args.xc]
     settings = preset(args.preset, **overrides)
+    checkpoint = {} if args.checkpoint_min is None else {"checkpoint_s": 60 * args.checkpoint_min}
     structures = io.read(args.structures)
     report = label_structures(
         structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np,
-        max_structures=args.max_structures, checkpoint_s=60 * args.checkpoint_min,
+        max_structures=args.max_structures, **checkpoint,
     )  # fmt: skip
     print(
         f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
@@ -677,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
     q.add_argument(
-        "--checkpoint-min", type=float, default=120.0,
+        "--checkpoint-min", type=float,
         help="minutes between SCF checkpoints (default 120; SIGTERM checkpoints anyway)",
     )  # fmt: skip
     q.add_argument(
