@@ -19,6 +19,18 @@ from bornfield.errors import BornfieldError
 EXIT_USER_ERROR = 2
 
 
+def _int_list(text: str) -> list[int]:
+    """``5,11`` or ``0-3,7`` -> [5, 11] or [0, 1, 2, 3, 7] (an argparse type)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of indices: {text!r}") from None
+    return out
+
+
 def _cmd_data_inspect(args: argparse.Namespace) -> None:
     from bornfield.data import io
     from bornfield.data.inspect import plot_summary, summarize
@@ -130,7 +142,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
     structures = io.read(args.structures)
     report = label_structures(
         structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np,
-        max_structures=args.max_structures, **checkpoint,
+        max_structures=args.max_structures, ids=args.ids, **checkpoint,
     )  # fmt: skip
     print(
         f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
@@ -688,6 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--max", type=int, dest="max_structures", help="stop after N structures (rest stay queued)"
     )
+    q.add_argument(
+        "--ids", type=_int_list,
+        help="label only these structure indices, in this order (e.g. 5,11 or 0-9)",
+    )  # fmt: skip
     q.set_defaults(func=_cmd_label)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)

@@ -188,8 +188,10 @@ def test_resume_after_interruption_and_failure_is_recorded(tmp_path):
     (tmp_path / "labelled.xyz.job" / "s00001").mkdir()  # debris of a run in flight
     report = label_structures(structures, out, settings, log=lambda m: None, max_structures=1)
     assert report.skipped == [0] and report.done == [1] and not report.failed  # --max 1
-    report = label_structures(structures, out, settings, log=lambda m: None)
-    assert report.skipped == [0, 1] and report.done == [2] and not report.failed
+    with pytest.raises(Exception, match=r"ids \[3\] out of range: 3 structures"):
+        label_structures(structures, out, settings, log=lambda m: None, ids=[2, 3])
+    report = label_structures(structures, out, settings, log=lambda m: None, ids=[2, 0])
+    assert report.skipped == [0, 1] and report.done == [2] and not report.failed  # --ids 2,0
     frames = io.read(out)
     assert [a.info["label_id"] for a in frames] == [0, 1, 2]
     np.testing.assert_allclose(frames[2].positions, structures[2].positions, atol=1e-7)

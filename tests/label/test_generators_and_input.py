@@ -86,3 +86,13 @@ def test_cli_scans_several_atoms(tmp_path):
     np.testing.assert_allclose(
         np.delete(frames[3].positions, 4, 0), np.delete(base.positions, 4, 0)
     )
+
+
+def test_label_ids_option():
+    import argparse
+
+    from bornfield.cli import _int_list
+
+    assert _int_list("5,11,1-3") == [5, 11, 1, 2, 3]
+    with pytest.raises(argparse.ArgumentTypeError, match="not a list of indices"):
+        _int_list("5,x")

@@ -65,13 +65,19 @@ def label_structures(
     log: Callable[[str], None] = print,
     max_structures: int | None = None,
     checkpoint_s: float = CHECKPOINT_S,
+    ids: list[int] | None = None,
 ) -> LabelReport:
     """Label ``structures`` with ABINIT into ``out`` (extxyz), resumably, one at a time.
 
     ``max_structures``: this call stops after that many structures (labelled or failed), so that
     a worker can be moved to another queue without killing a structure in flight.
-    ``checkpoint_s``: seconds between SCF checkpoints (see :func:`run_abinit`)."""
+    ``checkpoint_s``: seconds between SCF checkpoints (see :func:`run_abinit`).
+    ``ids``: label only these structures (indices into ``structures``), in this order, e.g. the
+    validation frames first; the others stay queued."""
     out = Path(out)
+    order = list(range(len(structures))) if ids is None else list(dict.fromkeys(ids))
+    if bad := [i for i in order if not 0 <= i < len(structures)]:
+        raise BornfieldError(f"structure ids {bad} out of range: {len(structures)} structures")
     job = Path(job_dir) if job_dir else out.with_name(out.name + ".job")
     job.mkdir(parents=True, exist_ok=True)
     state_path = job / "job.json"
@@ -97,11 +103,13 @@ def label_structures(
     report = LabelReport()
     report.failed = _failed(failed_path)
     done_ids = _done_ids(out)
-    todo = [i for i in range(len(structures)) if i not in done_ids and i not in report.failed]
+    todo = [i for i in order if i not in done_ids and i not in report.failed]
     report.skipped = sorted(done_ids)
     if report.failed:
         log(f"{len(report.failed)} structures failed earlier and are skipped: see {failed_path}")
     log(f"labelling {len(todo)} of {len(structures)} structures ({len(done_ids)} done) -> {out}")
+    if ids is not None:
+        log(f"  in this order: {todo}")
     for n, i in enumerate(todo):
         if max_structures is not None and len(report.done + report.failed_here) >= max_structures:
             log(f"stopping after {max_structures} structure(s) (--max); the rest stay queued")
