@@ -9,6 +9,8 @@ timed (the minimum over interleaved rounds) for:
   field_k1    FieldCalculator: MACE + Z* model every step (float32)
   field_kK    FieldCalculator with Z* refreshed every K steps
   field_npt_kK the field calculator under MTK NpT (forces and stress every step)
+  bare_compiled, field_kK_compiled (with --compile) the same with the force field
+              torch.compile-d (``bornfield md --compile``)
   composite   the paper-style composite: mace-torch MACECalculator (its default float64) plus a
               separate Z* model (float64) evaluated every step through ASE
 Ratios are taken within one process run; every configuration is timed once per round and the
@@ -160,6 +162,15 @@ def worker(args) -> dict:
         ),
     }
     calcs[f"field_npt_k{args.k}"] = FieldCalculator(ff32, bec32, field, bec_interval=args.k)
+    if args.compile:
+        t0 = time.perf_counter()
+        ffc = load_calculator(args.ff, dtype="float32", compile=True)
+        a = atoms.copy()
+        a.calc = ffc
+        a.get_forces()
+        out["compile_s"] = time.perf_counter() - t0
+        calcs["bare_compiled"] = ffc
+        calcs[f"field_k{args.k}_compiled"] = FieldCalculator(ffc, bec32, field, bec_interval=args.k)
     calls = {"bec_predict": partial(predict_bec, bec32, atoms)}  # Z* of all atoms, float32
     n = {name: steps for name in calcs} | {"composite": max(2, steps // 2), "bec_predict": 3}
     npt = {f"field_npt_k{args.k}"}
@@ -178,6 +189,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--system", choices=list(SYSTEMS), default="batio3")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile-d models")
     p.add_argument("--name", help="results file stem (default fieldmd[_catio3][_t<threads>])")
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -188,6 +200,7 @@ def main() -> None:
     for n in [int(x) for x in args.sizes.split(",")]:
         cmd = [sys.executable, __file__, "--ff", args.ff, "--bec", args.bec, "--k", str(args.k),
                "--repeats", str(args.repeats), "--threads", str(args.threads), "--system", args.system, "--size", str(n)]  # fmt: skip
+        cmd += ["--compile"] if args.compile else []
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(row)
@@ -210,6 +223,10 @@ def main() -> None:
         "bec": args.bec,
         "P3_per_atom_spread": max(per_atom) / min(per_atom),
     }
+    if args.compile:
+        kc = f"field_k{args.k}_compiled_s"
+        per_atom_c = [1e6 * r[kc] / r["n_atoms"] for r in rows]
+        meta["P3_per_atom_spread_compiled"] = max(per_atom_c) / min(per_atom_c)
     RESULTS.mkdir(exist_ok=True)
     stem = args.name or "fieldmd" + ("_catio3" if args.system == "catio3" else "") + (
         "" if args.threads == 2 else f"_t{args.threads}"
@@ -238,6 +255,24 @@ def main() -> None:
             f"| {1e3 * r[f'field_npt_k{args.k}_s']:.0f} | {r[f'npt_over_nvt_k{args.k}']:.2f} |"
         )
     lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
+    if args.compile:
+        lines += [
+            "",
+            "With the force field torch.compile-d (`bornfield md --compile`; first call compiles):",
+            "",
+            f"| atoms | compile + first call (s) | bare compiled (ms) | eager / compiled, bare "
+            f"| field k={args.k} compiled (ms) | eager / compiled, field | P1 compiled "
+            f"| P2 vs compiled field k={args.k} | µs/atom/step |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r, pa in zip(rows, per_atom_c, strict=True):
+            lines.append(
+                f"| {r['n_atoms']} | {r['compile_s']:.1f} | {1e3 * r['bare_compiled_s']:.0f} "
+                f"| {r['bare_s'] / r['bare_compiled_s']:.2f} | {1e3 * r[kc]:.0f} "
+                f"| {r[k] / r[kc]:.2f} | {r[kc] / r['bare_compiled_s']:.2f} "
+                f"| {r['composite_s'] / r[kc]:.2f} | {pa:.0f} |"
+            )
+        lines.append(f"\nP3 compiled: {meta['P3_per_atom_spread_compiled']:.2f}x.")
     write_results_md(RESULTS / f"{stem}.md", lines)
     print("\n".join(lines))
 

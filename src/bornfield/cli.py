@@ -377,7 +377,7 @@ def _cmd_md(args: argparse.Namespace) -> None:
             assert len(ramp) == 3
         except (ValueError, AssertionError):
             raise BornfieldError(f"--ramp must be T0:T1:K_per_ps, got {args.ramp!r}") from None
-    ff = load_calculator(args.ff, device=args.device)
+    ff = load_calculator(args.ff, device=args.device, compile=args.compile)
     check_elements(ff, atoms, str(args.structure))
     calc = ff
     if args.bec:
@@ -799,6 +799,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--traj-interval", type=int, default=100)
     q.add_argument("--checkpoint-interval", type=int, default=100)
     q.add_argument("--device", default="cpu", help="cpu | cuda")
+    q.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the force field: ~1.2x faster NVT steps after 10-20 s of compiling",
+    )  # fmt: skip
     q.add_argument("--out", required=True, help="run directory (the same command resumes)")
     q.set_defaults(func=_cmd_md)
 

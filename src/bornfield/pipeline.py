@@ -217,6 +217,7 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
                         str(out / "md" / f"T{t:g}_E{name}_{key}"),
                         d.bec_interval,
                         cfg.models.device,
+                        cfg.models.compile,
                     )
                 )
     p = cfg.phases
@@ -244,6 +245,7 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
                 str(out / "md" / f"heating_{key}"),
                 10,  # zero field: Z* only feeds the polarization output, refreshed every 10 steps
                 cfg.models.device,
+                cfg.models.compile,
             )
         )
     return tasks

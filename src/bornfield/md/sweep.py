@@ -39,14 +39,16 @@ class MDTask:
     out: str
     bec_interval: int = 1
     device: str = "cpu"
+    compile: bool = False  # torch.compile the force field (``mace_compile``)
 
 
 @functools.cache
-def _models(ff: str, bec: str | None, device: str):
+def _models(ff: str, bec: str | None, device: str, compile: bool = False):
     from bornfield.models.bec import load_model
     from bornfield.models.force_field import load_calculator
 
-    return load_calculator(ff, device=device), (load_model(bec, device=device) if bec else None)
+    ffc = load_calculator(ff, device=device, compile=compile)
+    return ffc, (load_model(bec, device=device) if bec else None)
 
 
 def run_task(task: MDTask, threads: int = 1) -> dict:
@@ -58,7 +60,7 @@ def run_task(task: MDTask, threads: int = 1) -> dict:
     from bornfield.md.run import run_md
 
     torch.set_num_threads(threads)
-    ff, bec = _models(task.ff, task.bec, task.device)
+    ff, bec = _models(task.ff, task.bec, task.device, task.compile)
     calc = ff
     if bec is not None:
         calc = FieldCalculator(ff, bec, np.asarray(task.field), bec_interval=task.bec_interval)

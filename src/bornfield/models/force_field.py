@@ -273,9 +273,12 @@ def export_float32(model_path: Path, out_path: Path) -> None:
     torch.save(model.float(), out_path)
 
 
-def load_calculator(model_path: str | Path, device: str = "cpu", dtype: str = "float32"):
+def load_calculator(
+    model_path: str | Path, device: str = "cpu", dtype: str = "float32", compile: bool = False
+):
     """A lean ASE calculator (:class:`~bornfield.models.mace_calculator.MACEForceField`) for a
-    bornfield model file or directory; results equal mace-torch's ``MACECalculator``."""
+    bornfield model file or directory; results equal mace-torch's ``MACECalculator``.
+    ``compile``: energy and forces from a ``torch.compile``-d model (``mace_compile``)."""
     path = Path(model_path)
     if path.is_dir():
         path = path / ("ff_float32.model" if dtype == "float32" else "ff.model")
@@ -283,7 +286,7 @@ def load_calculator(model_path: str | Path, device: str = "cpu", dtype: str = "f
         raise BornfieldError(f"{path}: no such model file")
     from bornfield.models.mace_calculator import MACEForceField
 
-    return MACEForceField(path, device=device, dtype=dtype)
+    return MACEForceField(path, device=device, dtype=dtype, compile=compile)
 
 
 def model_elements(calc) -> set[str]:

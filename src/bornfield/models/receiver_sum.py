@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.compiler.disable  # data-dependent shape: runs eagerly inside a compiled model
 def receiver_table(receiver: torch.Tensor, n: int) -> torch.Tensor:
     """Edge ids grouped by receiver, ``[n, K]``; gaps hold ``E`` (the index of a zero row)."""
     e = receiver.numel()
