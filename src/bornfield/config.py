@@ -37,7 +37,7 @@ class ModelsConfig:
     bec_channels: int = 16
     eps_inf: float | None = None  # electronic ε∞ (isotropic) added to the ionic part
     device: str = "cpu"
-    #: torch.compile the force field for MD (1.2× per step, 10–20 s to compile per task)
+    #: torch.compile the force field for MD (1.05–1.3× per NVT step, ~12 s to compile per task)
     compile: bool = False
 
 

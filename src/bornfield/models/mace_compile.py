@@ -5,8 +5,8 @@ with e3nn's TorchScript code generation off, then ``simplify``), given bornfield
 convolutions and radial tables, and compiled with dynamic shapes (edge and atom counts change
 without recompiling). Only the energy is compiled: forces are ``-dE/dx`` by autograd outside the
 compiled graph (mace-torch's in-graph ``autograd.grad`` returned zero forces under torch 2.13 on
-CPU). The first call compiles (10–20 s on 2 cores, C++ compiler needed); later steps are
-1.2–1.3× faster (bench/results/fieldmd_compile.md).
+CPU). The first call compiles (12 s on 2 cores, C++ compiler needed); later MD steps are
+1.05–1.3× faster, most for small cells (bench/results/fieldmd_compile.md).
 """
 
 from __future__ import annotations
