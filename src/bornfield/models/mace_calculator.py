@@ -59,20 +59,20 @@ class MACEForceField(Calculator):
         model = model.to(dtype=self.dtype).eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        fuse = device == "cpu" if fuse is None else fuse
+        tabulate = device == "cpu" if tabulate is None else tabulate
+        #: compiled energy for force-only calls (``mace_compile``), or None
+        self.compiled = None
+        if compile:  # from the weights as read, before this copy is fused and tabulated
+            from bornfield.models.mace_compile import compile_energy
+
+            self.compiled = compile_energy(model, self.dtype, device, fuse, tabulate)
         #: interactions whose convolution runs fused (``mace_fused``; by default on CPU only,
         #: where it was measured)
-        fuse = device == "cpu" if fuse is None else fuse
         self.fused = fuse_scalar_convolutions(model) if fuse else 0
         #: interactions whose radial MLP is a cubic-spline table (``radial_table``; on CPU by
         #: default, where it was measured)
-        tabulate = device == "cpu" if tabulate is None else tabulate
         self.tabulated = tabulate_radial(model) if tabulate else 0
-        #: compiled energy for force-only calls (``mace_compile``), or None
-        self.compiled = None
-        if compile:
-            from bornfield.models.mace_compile import compile_energy
-
-            self.compiled = compile_energy(model_path, self.dtype, device, fuse, tabulate)
         self.models = [model]  # the attribute name mace-torch's calculator uses
         self.model = model
         self.r_max = float(model.r_max)

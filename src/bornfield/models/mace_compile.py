@@ -12,7 +12,6 @@ CPU). The first call compiles (12 s on 2 cores, C++ compiler needed); later MD s
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -21,18 +20,18 @@ from bornfield.models.radial_table import tabulate_radial
 
 
 def compile_energy(
-    model_path: str | Path, dtype: torch.dtype, device: str, fuse: bool, tabulate: bool
+    loaded: torch.nn.Module, dtype: torch.dtype, device: str, fuse: bool, tabulate: bool
 ) -> Callable[[dict], torch.Tensor]:
-    """A compiled function: MACE input dictionary -> energy per graph (differentiable)."""
+    """A compiled function: MACE input dictionary -> energy per graph (differentiable).
+    ``loaded``: the model as read from its file (before fusing or tabulating)."""
     from mace.tools.compile import disable_e3nn_codegen, simplify
-    from mace.tools.scripts_utils import extract_load
+    from mace.tools.scripts_utils import extract_model
 
-    saved = torch.load(str(model_path), map_location=device, weights_only=False)
     with disable_e3nn_codegen():
-        model = extract_load(str(model_path), map_location=device)
+        model = extract_model(loaded, map_location=device)
     # rebuilt in torch's default dtype: take the weights again, unrounded
     model = model.to(dtype=dtype).eval()
-    model.load_state_dict(saved.to(dtype=dtype).state_dict())
+    model.load_state_dict(loaded.state_dict())
     for p in model.parameters():
         p.requires_grad_(False)
     if fuse:
