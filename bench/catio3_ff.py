@@ -5,7 +5,8 @@ it the same way each time:
   split   the dataset's fixed validation ids are the test frames (5-atom batch 1: 4, 9, 14, 19;
           batch 2: every fifth from 4; 20-atom MD snapshots: 5, 11; `data/catio3/CARD.md`); the
           rest train
-  train   `train ff --preset fast`, seed 0 (mace-torch's trainer, float64)
+  train   `train ff --preset fast`, seed 0 (mace-torch's trainer, float64); frames weighted by
+          atom count (the preset's default) or, with --frame-weights equal, alike
   test    energy / force / stress errors on the held-out frames, per cell size, beside CHGNet
           on the same frames (its energies shifted per element, fitted on the training frames)
   Pnma    the experimental Pnma cell (Sasaki et al. 1987) relaxed with the model, cell and
@@ -15,7 +16,7 @@ it the same way each time:
 Each run adds a row per training set to bench/results/catio3_ff.{json,md} (the learning curve
 as the data grew); --ship copies the model files into models/catio3/ff (the card by hand).
 
-    python bench/catio3_ff.py [--ship] [--work /work/runs/catio3_ff]
+    python bench/catio3_ff.py [--ship] [--frame-weights atoms|equal] [--work /work/runs/catio3_ff]
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def main() -> None:
     p.add_argument("--work", default="/work/runs/catio3_ff")
     p.add_argument("--ship", action="store_true", help="copy the model into models/catio3/ff")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--frame-weights", choices=["atoms", "equal"], default="atoms")
     args = p.parse_args()
     import torch
 
@@ -93,7 +95,7 @@ def main() -> None:
     from bornfield.data import io
     from bornfield.data.splits import split_by_label_id
     from bornfield.models.baselines import load_baseline
-    from bornfield.models.force_field import load_calculator, train_ff
+    from bornfield.models.force_field import ff_preset, load_calculator, train_ff
 
     train, tests = [], {}
     for path, ids in DATA.items():
@@ -108,13 +110,18 @@ def main() -> None:
         if te:
             tests.setdefault(f"{len(frames[0])}-atom", []).extend(frames[i] for i in te)
     sizes = {f"n_train_{k}": sum(len(a) == n for a in train) for k, n in (("5", 5), ("20", 20))}
-    work = Path(args.work) / f"n{sizes['n_train_5']}_{sizes['n_train_20']}"
+    by_atoms = args.frame_weights == "atoms"
+    # (rows before 2026-11-27 session 16 weighed frames alike, in the unsuffixed work dirs)
+    suffix = "_wa" if by_atoms else ""
+    work = Path(args.work) / f"n{sizes['n_train_5']}_{sizes['n_train_20']}{suffix}"
     work.mkdir(parents=True, exist_ok=True)
     io.write(work / "train.xyz", train)
-    model = train_ff(train, work / "ff", "fast", seed=0, log=lambda m: None)
+    cfg = ff_preset("fast", weight_by_atoms=by_atoms)
+    model = train_ff(train, work / "ff", cfg, seed=0, log=lambda m: None)
     # training time over all calls (a finished model in the work dir is reused, not retrained)
     wall = json.loads((work / "ff" / "card.json").read_text())["wall_time_s"]
-    row = {"date": datetime.date.today().isoformat(), **sizes, "train_wall_s": wall}
+    row = {"date": datetime.date.today().isoformat(), **sizes, "frame_weights": args.frame_weights,
+           "train_wall_s": wall}  # fmt: skip
     for name, frames in tests.items():
         io.write(work / f"test_{name}.xyz", frames)
         res = evaluate_ff(work / f"test_{name}.xyz", model=model, baselines=["chgnet"],
@@ -136,9 +143,12 @@ def main() -> None:
 
     out = RESULTS / "catio3_ff.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
-    key = (row["n_train_5"], row["n_train_20"])
-    rows = [r for r in rows if (r["n_train_5"], r["n_train_20"]) != key] + [row]
-    rows.sort(key=lambda r: (r["n_train_20"], r["n_train_5"]))
+
+    def key(r: dict) -> tuple:
+        return r["n_train_20"], r["n_train_5"], r.get("frame_weights", "equal")
+
+    rows = [r for r in rows if key(r) != key(row)] + [row]
+    rows.sort(key=key)
     meta = {
         "machine": f"{platform.node()} {platform.machine()}, {args.threads} torch thread(s)",
         "date": row["date"],
@@ -169,21 +179,23 @@ def table(rows: list[dict], meta: dict) -> list[str]:
         f"# CaTiO3 force field vs training set ({meta['machine']}, {meta['date']})",
         "",
         "`bench/catio3_ff.py`: `fast` preset, seed 0, trained on the CaTiO3 frames outside the "
-        "fixed validation split; errors are MAE on the held-out frames as E (meV/atom) / F "
+        "fixed validation split, each frame's loss weighted by its atom count (`atoms`) or alike "
+        "(`equal`); errors are MAE on the held-out frames as E (meV/atom) / F "
         "(meV/Å) / σ (GPa). Pnma: the experimental cell relaxed (cell and positions): space "
         "group(s) over spglib tolerances 0.01–0.1 Å; a × b × c; octahedral tilts about the "
         "three pseudo-cubic axes; E(Pnma) − E(cubic) in meV per formula unit. Experiment: "
         f"{' × '.join(f'{x:.2f}' for x in (5.442, 7.640, 5.380))} Å, tilts "
         f"{' / '.join(f'{t:.1f}' for t in rows[-1]['pnma']['exp_tilts_deg'])}°.",
         "",
-        "| 5-atom / 20-atom training frames | date | 5-atom test: model | 5-atom test: CHGNet "
+        "| 5-atom / 20-atom training frames | frame weights | date | 5-atom test: model | 5-atom test: CHGNet "
         "| 20-atom test: model | 20-atom test: CHGNet | Pnma, model | Pnma, CHGNet "
         "| train wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['n_train_5']} / {r['n_train_20']} | {r['date']} "
+            f"| {r['n_train_5']} / {r['n_train_20']} | {r.get('frame_weights', 'equal')} "
+            f"| {r['date']} "
             f"| {err(r.get('5-atom model'))} | {err(r.get('5-atom chgnet'))} "
             f"| {err(r.get('20-atom model'))} | {err(r.get('20-atom chgnet'))} "
             f"| {pnma(r['pnma'])} | {pnma(r['pnma_chgnet'])} | {r['train_wall_s']:.0f} |"

@@ -217,6 +217,8 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
         overrides["cohesive_energy"] = args.cohesive_energy
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if args.frame_weights:
+        overrides["weight_by_atoms"] = args.frame_weights == "atoms"
     valid = None
     if args.valid:
         from bornfield.data import io
@@ -726,6 +728,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="training precision (default: the preset's, float64); the shipped files are "
         "float64 and float32 either way",
     )
+    q.add_argument(
+        "--frame-weights", choices=["atoms", "equal"],
+        help="loss weight per frame: ∝ atom count (default) or equal; a frame's own "
+        "config_weight multiplies either",
+    )  # fmt: skip
     q.set_defaults(func=_cmd_train_ff)
 
     q = train.add_parser("bec", help="equivariant Born-charge model (e3nn)")

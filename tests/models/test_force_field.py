@@ -133,3 +133,24 @@ def test_float32_training_still_ships_a_float64_model(tmp_path):
         a.calc = load_calculator(tmp_path, dtype=d)
         e.append(a.get_potential_energy())
     assert model == tmp_path / "ff.model" and abs(e[0] - e[1]) / len(a) < 1e-4
+
+
+def test_frame_weights_reach_mace(tmp_path):
+    """At batch size 1 mace-torch weighs every frame alike; `weight_by_atoms` gives each frame a
+    weight ∝ its atom count (mean 1), times the frame's own ``config_weight``, and mace-torch's
+    reader sees exactly those weights."""
+    from ase.io import read
+    from mace.data.utils import KeySpecification, config_from_atoms
+
+    from bornfield.models.force_field import write_mace_file
+
+    frames = io.read(BATIO3)[:2] + [_small_batio3()]  # 135, 135 and 10 atoms
+    frames[2].info["energy"], frames[2].arrays["forces"] = -80.0, np.zeros((10, 3))
+    frames[1].info["config_weight"] = 3.0
+    per_atom = np.array([135, 135, 10]) / (280 / 3)
+    for by_atoms, want in ((True, per_atom * [1, 3, 1]), (False, [1, 3, 1])):
+        path = tmp_path / f"{by_atoms}.xyz"
+        write_mace_file(frames, path, with_stress=False, weight_by_atoms=by_atoms)
+        keys = KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={})
+        got = [config_from_atoms(a, keys).weight for a in read(path, ":")]
+        assert got == pytest.approx(want)

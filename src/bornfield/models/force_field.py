@@ -66,6 +66,10 @@ class FFPreset:
     lr_gamma: float = 0.9993
     #: training precision (MD always runs the float32 export): bench/results/ff_train_speed.md
     dtype: str = "float64"
+    #: each frame's loss weight ∝ its atom count (mean 1 over the set), so that at batch size 1
+    #: every atom counts alike, as in batched training; without it a 20-atom cell weighs as much
+    #: as a 5-atom one. A frame's own ``config_weight`` (mace-torch's key) multiplies it.
+    weight_by_atoms: bool = True
 
 
 PRESETS: dict[str, FFPreset] = {
@@ -90,11 +94,19 @@ def ff_preset(name: str, **overrides) -> FFPreset:
     return replace(PRESETS[name], **overrides)
 
 
-def write_mace_file(frames: Sequence[Atoms], path: Path, with_stress: bool) -> None:
-    """A training file with mace-torch's REF_ keys (labels under names MACE will not overwrite)."""
+def write_mace_file(
+    frames: Sequence[Atoms], path: Path, with_stress: bool, weight_by_atoms: bool = False
+) -> None:
+    """A training file with mace-torch's REF_ keys (labels under names MACE will not overwrite)
+    and each frame's ``config_weight`` (see :attr:`FFPreset.weight_by_atoms`)."""
+    weights = np.array([float(a.info.get("config_weight", 1.0)) for a in frames])
+    if weight_by_atoms:
+        n = np.array([len(a) for a in frames], dtype=float)
+        weights *= n / n.mean()
     out = []
-    for a in frames:
+    for a, w in zip(frames, weights, strict=True):
         b = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc)
+        b.info["config_weight"] = float(w)
         b.info["REF_energy"] = float(a.info["energy"])
         b.arrays["REF_forces"] = np.asarray(a.arrays["forces"])
         if with_stress:
@@ -147,7 +159,7 @@ def train_ff(
     out = Path(out_dir)
     work = out / "mace"
     e0s = reference_energies(frames, cfg.cohesive_energy)
-    write_mace_file(frames, work / "train.xyz", with_stress)
+    write_mace_file(frames, work / "train.xyz", with_stress, cfg.weight_by_atoms)
     args = [
         "--name", MODEL_NAME, "--model", "MACE", "--train_file", str(work / "train.xyz"),
         "--E0s", str(e0s), "--energy_key", "REF_energy", "--forces_key", "REF_forces",
@@ -181,7 +193,7 @@ def train_ff(
     if cfg.ema_decay > 0:
         args += ["--ema", "--ema_decay", str(cfg.ema_decay)]
     if valid is not None:
-        write_mace_file(valid, work / "valid.xyz", with_stress)
+        write_mace_file(valid, work / "valid.xyz", with_stress, cfg.weight_by_atoms)
         args += ["--valid_file", str(work / "valid.xyz")]
     else:
         args += ["--valid_fraction", str(cfg.valid_fraction)]
