@@ -9,6 +9,10 @@ Writes bench/results/ff_train_speed.{json,md}.
 
     python bench/ff_train_speed.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz
         [--presets fast] [--dtypes float64,float32] [--threads 1,2] [--epochs 6]
+        [--conv fused,e3nn]
+
+--conv: the message-passing convolution trained: bornfield's fused one (the default,
+`FFPreset.fuse`) or mace-torch's e3nn layers.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def worker(args) -> None:
     frames = io.read(args.data)
     tr, _ = random_split(len(frames), 0.17, seed=0)  # ff_accuracy's split
     cfg = replace(PRESETS[args.preset], max_num_epochs=args.epochs, swa_start_fraction=0.0,
-                  dtype=args.dtype)  # fmt: skip
+                  dtype=args.dtype, fuse=args.conv_one == "fused")  # fmt: skip
     train_ff([frames[i] for i in tr], args.out, cfg, seed=0, log=lambda m: None)
 
 
@@ -62,6 +66,8 @@ def main() -> None:
     p.add_argument("--dtypes", default="float64", help="training precisions")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--conv", default="fused", help="fused | e3nn (comma-separated)")
+    p.add_argument("--conv-one", help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)
     p.add_argument("--dtype", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -70,17 +76,18 @@ def main() -> None:
         worker(args)
         return
     rows = []
-    runs = [(p, d, int(t)) for p in args.presets.split(",") for d in args.dtypes.split(",")
-            for t in args.threads.split(",")]  # fmt: skip
-    for preset, dtype, threads in runs:
+    runs = [(p, d, int(t), c) for p in args.presets.split(",") for d in args.dtypes.split(",")
+            for t in args.threads.split(",") for c in args.conv.split(",")]  # fmt: skip
+    for preset, dtype, threads, conv in runs:
         out = Path(tempfile.mkdtemp(prefix="ff_train_speed_"))
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         cmd = [sys.executable, __file__, "--data", args.data, "--preset", preset,
-               "--dtype", dtype, "--out", str(out), "--epochs", str(args.epochs)]  # fmt: skip
+               "--dtype", dtype, "--out", str(out), "--epochs", str(args.epochs),
+               "--conv-one", conv]  # fmt: skip
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         per_epoch = epoch_seconds(out / "mace")[1:]  # epoch 1 on (0 holds the set-up)
         shutil.rmtree(out)
-        row = {"preset": preset, "dtype": dtype, "threads": threads,
+        row = {"preset": preset, "dtype": dtype, "threads": threads, "conv": conv,
                "epochs_timed": len(per_epoch), "s_per_epoch": float(np.median(per_epoch))}  # fmt: skip
         rows.append(row)
         print(row, flush=True)
@@ -97,11 +104,12 @@ def main() -> None:
         "",
         meta["data"] + "; mace-torch's trainer; median over the epochs after the first.",
         "",
-        "| preset | training dtype | torch threads | s per epoch | epochs timed |",
-        "|---|---|---|---|---|",
+        "| preset | training dtype | convolution | torch threads | s per epoch | epochs timed |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['preset']} | {r['dtype']} | {r['threads']} | {r['s_per_epoch']:.1f} | "
+        f"| {r['preset']} | {r['dtype']} | {r.get('conv', 'e3nn')} | {r['threads']} "
+        f"| {r['s_per_epoch']:.1f} | "
         f"{r['epochs_timed']} |"
         for r in rows
     ]

@@ -25,6 +25,8 @@ def _small_batio3(seed: int = 0):
 
 
 def test_training_writes_models_and_card(tiny_model):
+    import torch
+
     out, model = tiny_model
     assert model.is_file() and (out / "ff_float32.model").is_file()
     card = json.loads((out / "card.json").read_text())
@@ -32,6 +34,10 @@ def test_training_writes_models_and_card(tiny_model):
     assert card["trained_on_stress"] and card["epochs_run"] >= 1
     # training time is kept beside the checkpoints, so that a resumed run adds to it
     assert card["wall_time_s"] == float((out / "mace" / "wall_s").read_text()) > 0
+    # trained with the fused convolution (mace_train), saved with mace-torch's layers
+    m = torch.load(model, map_location="cpu", weights_only=False)
+    assert all(type(b.conv_tp).__module__.startswith("e3nn") for b in m.interactions)
+    assert "fused" in (out / "mace" / "train.log").read_text()
     calc = load_calculator(out)  # float32 for MD
     a = _small_batio3()
     a.calc = calc

@@ -92,6 +92,41 @@ def test_fused_convolution_equals_e3nn(tmp_path):
                 np.testing.assert_allclose(fused.get_stress(atoms), s_ref, atol=1e-12)
 
 
+def test_fused_model_trains_like_mace_and_unfuses():
+    """Training runs the fused model (`bornfield.models.mace_train`): its state_dict has
+    mace-torch's keys (checkpoints load either way), the parameter gradients of an energy,
+    force and stress loss equal mace-torch's, and unfusing restores mace-torch's modules."""
+    import copy
+
+    import torch
+    from mace import data as mdata
+    from mace.tools import torch_geometric, utils
+
+    from bornfield.models.mace_fused import fuse_scalar_convolutions, unfuse_scalar_convolutions
+
+    ref = torch.load(MODEL, map_location="cpu", weights_only=False).double()
+    fused = copy.deepcopy(ref)
+    assert fuse_scalar_convolutions(fused) == 2
+    assert fused.state_dict().keys() == ref.state_dict().keys()
+    z = utils.AtomicNumberTable([int(x) for x in ref.atomic_numbers])
+    cfg = mdata.config_from_atoms(_cell(), mdata.KeySpecification(info_keys={}, arrays_keys={}))
+    data = mdata.AtomicData.from_config(cfg, z_table=z, cutoff=float(ref.r_max), heads=["Default"])
+    grads = []
+    for m in (ref, fused):
+        batch = torch_geometric.Batch.from_data_list([data]).to_dict()
+        batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+        out = m(batch, training=True, compute_force=True, compute_stress=True)
+        loss = out["energy"].sum() + out["forces"].pow(2).sum() + 1e3 * out["stress"].pow(2).sum()
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None]))
+    assert grads[0].abs().max() > 1e-2
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-10, rtol=1e-9)
+    assert unfuse_scalar_convolutions(fused) == 2
+    for a, b in zip(fused.interactions, ref.interactions, strict=True):
+        assert type(a.conv_tp) is type(b.conv_tp) and not hasattr(a, "conv_fusion")
+    assert fused.state_dict().keys() == ref.state_dict().keys()
+
+
 def test_radial_table_equals_the_mlp():
     """The tabulated radial weights give the MLP's energy, forces and stress (float64) in a
     strained periodic cell and in a cluster with short and long edges; a coarse table does not

@@ -70,6 +70,9 @@ class FFPreset:
     #: every atom counts alike, as in batched training; without it a 20-atom cell weighs as much
     #: as a 5-atom one. A frame's own ``config_weight`` (mace-torch's key) multiplies it.
     weight_by_atoms: bool = True
+    #: train with bornfield's fused scalar convolutions where they apply (``models/mace_fused``:
+    #: the same gradients, fewer operations; bench/results/ff_train_speed.md)
+    fuse: bool = True
 
 
 PRESETS: dict[str, FFPreset] = {
@@ -205,7 +208,7 @@ def train_ff(
     def tick() -> None:
         wall_file.write_text(f"{prior + time.perf_counter() - t0:.1f}")
 
-    _run_mace_train(args, work / "train.log", log, tick)
+    _run_mace_train(args, work / "train.log", log, tick, cfg.fuse)
     tick()
     wall = float(wall_file.read_text())
     model = work / f"{MODEL_NAME}_stagetwo.model"  # the SWA stage, when it ran
@@ -213,12 +216,15 @@ def train_ff(
         model = work / f"{MODEL_NAME}.model"
     if not model.exists():
         raise BornfieldError(f"mace_run_train finished without {model}; see {work / 'train.log'}")
-    final = out / "ff.model"
-    final.write_bytes(model.read_bytes())
-    if cfg.dtype != "float64":  # ff.model is float64 (relaxations, phonons) however trained
-        import torch
+    import torch
 
-        torch.save(torch.load(final, map_location="cpu", weights_only=False).double(), final)
+    from bornfield.models.mace_fused import unfuse_scalar_convolutions
+
+    final = out / "ff.model"
+    m = torch.load(model, map_location="cpu", weights_only=False)
+    unfuse_scalar_convolutions(m)  # trained fused (mace_train); saved as mace-torch's layers
+    # ff.model is float64 (relaxations, phonons) however trained
+    torch.save(m.double(), final)
     export_float32(final, out / "ff_float32.model")
     card = {
         "kind": "MACE force field",
@@ -237,10 +243,14 @@ def train_ff(
 
 
 def _run_mace_train(
-    args: list[str], logfile: Path, log: Callable[[str], None], tick: Callable[[], None]
+    args: list[str],
+    logfile: Path,
+    log: Callable[[str], None],
+    tick: Callable[[], None],
+    fuse: bool = True,
 ) -> None:
     cmd = [sys.executable, "-m", "bornfield.models.mace_train", *args]
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", BORNFIELD_FUSE=str(int(fuse)))
     epoch = re.compile(
         r"Epoch (\d+).*?loss=([\d.e+-]+).*?MAE_E_per_atom=\s*([\d.]+) meV.*?MAE_F=\s*([\d.]+) meV"
     )

@@ -11,7 +11,9 @@ scatters ``[edges, channels * (lmax + 1)^2]`` to the receivers. ``ScalarConvolut
 same sum as one batched matmul per receiver (see the class). It plugs into mace-torch's own
 ``conv_fusion`` hook of the interaction blocks, so the rest of the model is untouched;
 ``fuse_scalar_convolutions`` swaps it in where it applies (equal results are tested) and leaves
-every other model as it is.
+every other model as it is. The fused model's ``state_dict`` is mace-torch's, and it is as
+differentiable (forces, stress and their parameter gradients), so ``bornfield train ff`` trains
+the fused model and ``unfuse_scalar_convolutions`` restores mace-torch's layers before saving.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ class ScalarConvolution(torch.nn.Module):
             comp_c += [ins.path_weight / math.sqrt(ir.dim)] * ir.dim
             blocks.append((ins.i_out, offset, ir.dim, tp.instructions.index(ins)))
             offset += ir.dim
-        self.register_buffer("comp_c", torch.tensor(comp_c, dtype=torch.get_default_dtype()))
+        # not in the state_dict, which keeps mace-torch's keys (the tp's only state, two buffers)
+        self.register_buffer(
+            "comp_c", torch.tensor(comp_c, dtype=torch.get_default_dtype()), persistent=False
+        )
+        self.register_buffer("weight", tp.weight)
+        self.register_buffer("output_mask", tp.output_mask)
+        self._tp = (tp,)  # mace-torch's module, for unfusing (a tuple: not a submodule)
         self.blocks = [b[1:] for b in sorted(blocks)]  # (offset in Y, dim, path), output order
         #: the last receiver table, shared by the interactions of one model (same edges)
         self._tables = {} if tables is None else tables
@@ -105,5 +113,21 @@ def fuse_scalar_convolutions(model: torch.nn.Module) -> int:
         fused.comp_c = fused.comp_c.to(next(model.parameters()).dtype)
         block.conv_tp = fused
         block.conv_fusion = True
+        n += 1
+    return n
+
+
+def unfuse_scalar_convolutions(model: torch.nn.Module) -> int:
+    """Put mace-torch's ``conv_tp`` back where ``fuse_scalar_convolutions`` replaced it (with
+    the fused module's current buffers); return how many were."""
+    n = 0
+    for block in getattr(model, "interactions", []):
+        fused = getattr(block, "conv_tp", None)
+        if not isinstance(fused, ScalarConvolution):
+            continue
+        (tp,) = fused._tp
+        tp.weight, tp.output_mask = fused.weight, fused.output_mask
+        block.conv_tp = tp
+        del block.conv_fusion
         n += 1
     return n
