@@ -18,7 +18,8 @@ minimum over rounds is kept (the machine is a shared VM: medians of back-to-back
 off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md
 (fieldmd_t1.* with --threads 1).
 
-    python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10]
+    python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10] [--compile]
+        [--min-steps 10] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def worker(args) -> dict:
 
     atoms = cell_of(args.size, args.system)
     field = np.array([0.0, 0.0, 0.005])
-    steps = max(10, 12000 // args.size)
+    steps = max(args.min_steps, 12000 // args.size)
     out = {"n_atoms": len(atoms), "steps_timed": steps}
     ff32 = load_calculator(args.ff, dtype="float32")
     bec32 = load_model(args.bec, dtype=torch.float32)
@@ -187,6 +188,10 @@ def main() -> None:
     p.add_argument("--sizes", default="160,640,1280")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--min-steps", type=int, default=10,
+        help="MD steps per timing at least (12000 / atoms otherwise); more steady at large cells",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--system", choices=list(SYSTEMS), default="batio3")
     p.add_argument("--compile", action="store_true", help="also time torch.compile-d models")
@@ -199,7 +204,8 @@ def main() -> None:
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         cmd = [sys.executable, __file__, "--ff", args.ff, "--bec", args.bec, "--k", str(args.k),
-               "--repeats", str(args.repeats), "--threads", str(args.threads), "--system", args.system, "--size", str(n)]  # fmt: skip
+               "--repeats", str(args.repeats), "--threads", str(args.threads), "--system", args.system, "--size", str(n),
+               "--min-steps", str(args.min_steps)]  # fmt: skip
         cmd += ["--compile"] if args.compile else []
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
