@@ -44,6 +44,18 @@ def test_training_writes_models_and_card(tiny_model):
     assert np.isfinite(a.get_potential_energy()) and a.get_forces().shape == (10, 3)
 
 
+def test_rerun_of_a_finished_training_returns_it_untouched(tiny_model):
+    """A finished training is not resumed: a resumed mace-torch run re-saves a changed model."""
+    from bornfield.models.force_field import ff_preset, train_ff
+
+    out, model = tiny_model
+    before, log = model.read_bytes(), (out / "mace" / "train.log").read_text()
+    cfg = ff_preset("fast", max_num_epochs=2, r_max=4.0)  # as the tiny_ff fixture
+    assert train_ff(io.read(BATIO3)[:5], out, cfg, seed=0, log=lambda m: None) == model
+    assert model.read_bytes() == before
+    assert (out / "mace" / "train.log").read_text() == log
+
+
 def test_forces_are_minus_energy_gradient(tiny_model):
     calc = load_calculator(tiny_model[1], dtype="float64")
     a = _small_batio3(1)

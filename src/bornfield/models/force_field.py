@@ -147,7 +147,8 @@ def train_ff(
     """Train a MACE model on frames with energy and forces (and stress if every frame has it).
 
     Returns the path of the float64 model; ``ff_float32.model`` and ``card.json`` sit beside it.
-    Rerunning with the same ``out_dir`` resumes from the latest checkpoint.
+    Rerunning with the same ``out_dir`` resumes from the latest checkpoint; rerunning a finished
+    training with the same data, preset and seed returns its model untouched.
     """
     cfg = ff_preset(preset) if isinstance(preset, str) else preset
     source = str(data) if isinstance(data, str | Path) else "<frames>"
@@ -200,6 +201,11 @@ def train_ff(
         args += ["--valid_file", str(work / "valid.xyz")]
     else:
         args += ["--valid_fraction", str(cfg.valid_fraction)]
+    fingerprint = _fingerprint(args, cfg, work)
+    final = out / "ff.model"
+    if final.exists() and (out / "card.json").exists():
+        if json.loads((out / "card.json").read_text()).get("fingerprint") == fingerprint:
+            return final  # finished: a resumed mace-torch run would re-save a changed model
     # training time over all calls (a resumed run adds to it; a kill loses at most one epoch)
     wall_file = work / "wall_s"
     prior = float(wall_file.read_text()) if wall_file.exists() else 0.0
@@ -220,7 +226,6 @@ def train_ff(
 
     from bornfield.models.mace_fused import unfuse_scalar_convolutions
 
-    final = out / "ff.model"
     m = torch.load(model, map_location="cpu", weights_only=False)
     unfuse_scalar_convolutions(m)  # trained fused (mace_train); saved as mace-torch's layers
     # ff.model is float64 (relaxations, phonons) however trained
@@ -237,9 +242,21 @@ def train_ff(
         "wall_time_s": round(wall, 1),
         "epochs_run": _epochs_run(work / "train.log"),
         "mace_torch": _mace_version(),
+        "fingerprint": fingerprint,
     }
     (out / "card.json").write_text(json.dumps(card, indent=1))
     return final
+
+
+def _fingerprint(args: list[str], cfg: FFPreset, work: Path) -> str:
+    """Hash of a training's inputs: mace-torch's arguments, the preset and the data files."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([args, asdict(cfg)]).encode())
+    for name in ("train.xyz", "valid.xyz"):
+        if (work / name).exists() and str(work / name) in args:
+            h.update((work / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _run_mace_train(
