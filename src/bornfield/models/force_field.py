@@ -71,7 +71,8 @@ class FFPreset:
     #: as a 5-atom one. A frame's own ``config_weight`` (mace-torch's key) multiplies it.
     weight_by_atoms: bool = True
     #: train with bornfield's fused scalar convolutions where they apply (``models/mace_fused``:
-    #: the same gradients, fewer operations; bench/results/ff_train_speed.md)
+    #: the same gradients, fewer operations; bench/results/ff_train_speed.md); on the CPU only,
+    #: where it was measured, as ``MACEForceField`` fuses for inference
     fuse: bool = True
 
 
@@ -214,7 +215,7 @@ def train_ff(
     def tick() -> None:
         wall_file.write_text(f"{prior + time.perf_counter() - t0:.1f}")
 
-    _run_mace_train(args, work / "train.log", log, tick, cfg.fuse)
+    _run_mace_train(args, work / "train.log", log, tick, cfg.fuse and device == "cpu")
     tick()
     wall = float(wall_file.read_text())
     model = work / f"{MODEL_NAME}_stagetwo.model"  # the SWA stage, when it ran
