@@ -19,8 +19,9 @@ from helpers import run_cli
 from bornfield.data import io
 from bornfield.data.importers import read_abinit_output
 from bornfield.label import label_structures, preset, run_abinit
-from bornfield.label.abinit import CHECKPOINT, DONE, LabelError, write_input
+from bornfield.label.abinit import CHECKPOINT, DONE, LabelError, _scf_steps, write_input
 from bornfield.label.generators import cubic_perovskite, perturbed
+from bornfield.units import EV_PER_A3_TO_GPA
 
 pytestmark = pytest.mark.abinit
 
@@ -59,6 +60,19 @@ def test_forces_are_minus_energy_gradient(tmp_path):
     fd = -(energies[0] - energies[1]) / (2 * h)
     assert abs(f0) > 0.05
     assert fd == pytest.approx(f0, abs=5e-3)
+
+
+def test_scf_stopped_on_forces_matches_the_tight_density(tmp_path):
+    """toldff (force changes < 1e-5 Ha/Bohr twice) vs tolvrs 1e-12: same labels, fewer steps."""
+    tight = preset("test", bec=False, kpt_length=6.0, tolvrs_scf=1e-12)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)
+    ref = run_abinit(atoms, tight, tmp_path / "tolvrs")
+    fast = run_abinit(atoms, replace(tight, toldff_scf=1e-5), tmp_path / "toldff")
+    steps = [_scf_steps((tmp_path / d / "gs/run.abo").read_text()) for d in ("tolvrs", "toldff")]
+    assert steps[1] < steps[0]
+    assert np.abs(fast.arrays["forces"] - ref.arrays["forces"]).max() < 2e-3  # eV/Å
+    assert np.abs(fast.info["stress"] - ref.info["stress"]).max() * EV_PER_A3_TO_GPA < 0.01
+    assert abs(fast.info["energy"] - ref.info["energy"]) < 1e-4  # eV
 
 
 def test_interrupted_scf_resumes_from_its_checkpoint(tmp_path):

@@ -52,6 +52,17 @@ def test_input_has_occupied_bands_and_kmesh():
     assert "ndtset 1" in no_bec and "rfelfd" not in no_bec
 
 
+def test_scf_only_labels_may_stop_on_forces():
+    cell = cubic_perovskite()
+    by_forces = ab.preset("test", bec=False, toldff_scf=5e-6)
+    assert "toldff1 5e-06" in ab.write_input(cell, by_forces)
+    gs = ab.stage_inputs(cell, by_forces)["gs"]
+    assert "toldff 5e-06" in gs and "tolvrs" not in gs
+    assert "tolvrs 1e-08" in ab.stage_inputs(cell, ab.preset("test", bec=False))["gs"]
+    with pytest.raises(ab.LabelError, match="Born charges need tolvrs_scf"):
+        ab.stage_inputs(cell, replace(by_forces, bec=True))
+
+
 def test_jobs_hash_the_abinit_inputs():
     from bornfield.label.queue import _fingerprint
 

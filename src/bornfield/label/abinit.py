@@ -86,6 +86,9 @@ class AbinitSettings:
     tolvrs_scf: float = 1e-10
     tolwfr_ddk: float = 1e-12
     tolvrs_efield: float = 1e-6
+    # SCF-only labels may stop on forces instead (ABINIT's toldff, Ha/Bohr: the largest force
+    # change between steps below it twice in a row); DFPT needs the tight density of tolvrs
+    toldff_scf: float | None = None
     nstep: int = 60
     bec: bool = True
     ixc: int = PBESOL_LIBXC
@@ -174,6 +177,15 @@ def _common_input(atoms: Atoms, settings: AbinitSettings) -> list[str]:
     return lines
 
 
+def _scf_tolerance(settings: AbinitSettings, dataset: str = "") -> str:
+    """The ground state's stopping rule as an ABINIT input line (for ``dataset``, if given)."""
+    if settings.toldff_scf is None:
+        return f"tolvrs{dataset} {settings.tolvrs_scf}"
+    if settings.bec:
+        raise LabelError("toldff_scf is for SCF-only labels: Born charges need tolvrs_scf")
+    return f"toldff{dataset} {settings.toldff_scf}"
+
+
 def zion(atoms: Atoms, settings: AbinitSettings) -> list[float]:
     """Valence charge of each atom's pseudopotential."""
     z = {s: valence_electrons(PSP_DIR / settings.pseudos[s]) for s in set(atoms.symbols)}
@@ -188,7 +200,7 @@ def write_input(atoms: Atoms, settings: AbinitSettings) -> str:
         f"ndtset {3 if settings.bec else 1}",
         *_common_input(atoms, settings),
         # dataset 1: ground state with forces and stress
-        f"tolvrs1 {settings.tolvrs_scf}",
+        _scf_tolerance(settings, dataset="1"),
         "optforces1 1",
         "optstress1 1",
         "kptopt1 1",
@@ -228,7 +240,7 @@ def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
     common = [f"# bornfield: {atoms.get_chemical_formula()}", *_common_input(atoms, settings)]
     if settings.extra_bands:
         common.append(f"nbdbuf {settings.extra_bands}")
-    gs = [f"tolvrs {settings.tolvrs_scf}", "optforces 1", "optstress 1", "kptopt 1"]
+    gs = [_scf_tolerance(settings), "optforces 1", "optstress 1", "kptopt 1"]
     out = {"gs": "\n".join(common + gs) + "\n"}
     if settings.bec:
         read = ["irdwfk 1", 'indata_prefix "in"', "kptopt 2"]
