@@ -133,6 +133,8 @@ def _cmd_label(args: argparse.Namespace) -> None:
         overrides["nstep"] = args.nstep
     if args.kpt_length:
         overrides["kpt_length"] = args.kpt_length
+    if args.scf_toldff is not None:
+        overrides["toldff_scf"] = args.scf_toldff or None
     if args.xc:
         from bornfield.label.abinit import FUNCTIONALS
 
@@ -698,6 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--kpt-length", type=float, help="override the k-mesh density: n_i = ceil(L / a_i), L in Å"
     )
+    q.add_argument(
+        "--scf-toldff", type=float, metavar="HA_PER_BOHR",
+        help="with --no-bec, stop the SCF when forces change by less than this twice in a row "
+        "(the production preset's default: see data/catio3/CARD.md); 0: on the density residual",
+    )  # fmt: skip
     q.add_argument("--xc", choices=["pbesol", "pbe"], help="functional (default PBEsol)")
     q.add_argument(
         "--max", type=int, dest="max_structures", help="stop after N structures (rest stay queued)"
