@@ -123,6 +123,12 @@ def _cmd_label(args: argparse.Namespace) -> None:
     from bornfield.label import label_structures, preset
     from bornfield.label.abinit import request_stop
 
+    if args.calculator:  # a foundation model's labels, for pretraining (not DFT)
+        from bornfield.label.surrogate import label_with_calculator
+
+        n = label_with_calculator(io.read(args.structures), args.out, args.calculator)
+        print(f"done: {n} new frames labelled with {args.calculator} -> {args.out}")
+        return
     # SIGTERM: checkpoint the SCF in flight, then stop (the rerun continues from there)
     signal.signal(signal.SIGTERM, lambda *_: request_stop())
 
@@ -233,6 +239,7 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
         seed=args.seed,
         valid=valid,
         device=args.device,
+        init=args.init,
     )
     print(f"model: {model}")
 
@@ -690,6 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--preset", default="production", help="test | production")
     q.add_argument("--np", type=int, default=2, help="MPI ranks (default 2)")
     q.add_argument("--no-bec", action="store_true", help="energy, forces, stress only")
+    q.add_argument(
+        "--calculator", metavar="SPEC",
+        help="label with a foundation model instead of ABINIT (chgnet | mace-mp:PATH): energy, "
+        "forces, stress, for pretraining a force field (train ff --init); not DFT",
+    )  # fmt: skip
     q.add_argument("--job-dir", help="job directory (default OUT.job)")
     q.add_argument("--ecut", type=float, help="override the preset's ecut (Ha)")
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
@@ -739,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--frame-weights", choices=["atoms", "equal"],
         help="loss weight per frame: ∝ atom count (default) or equal; a frame's own "
         "config_weight multiplies either",
+    )  # fmt: skip
+    q.add_argument(
+        "--init", metavar="MODEL",
+        help="start from this model's weights and architecture (e.g. one pretrained on "
+        "foundation-model labels: `bornfield label --calculator chgnet`)",
     )  # fmt: skip
     q.set_defaults(func=_cmd_train_ff)
 

@@ -172,3 +172,39 @@ def test_frame_weights_reach_mace(tmp_path):
         keys = KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={})
         got = [config_from_atoms(a, keys).weight for a in read(path, ":")]
         assert got == pytest.approx(want)
+
+
+def test_training_starts_from_an_initial_model(tiny_model, tmp_path):
+    """`init`: mace-torch's naive fine-tuning. The architecture is the initial model's (r_max 4.0
+    here, though the preset says 4.5), and with a vanishing learning rate the trained weights
+    are the initial ones (only the E0s, fitted on the new data, differ)."""
+    import torch
+
+    from bornfield.models.force_field import ff_preset, train_ff
+
+    _, init = tiny_model
+    cfg = ff_preset("fast", max_num_epochs=1, lr=1e-12, swa_start_fraction=0, ema_decay=0)
+    model = train_ff(io.read(BATIO3)[5:8], tmp_path, cfg, seed=1, log=lambda m: None, init=init)
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["initialized_from"] == str(init.resolve())
+    a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in (init, model))
+    assert float(b.r_max) == float(a.r_max) == 4.0
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    assert set(pa) <= set(pb)  # mace-torch's fine-tuning also trains the Bessel frequencies
+    assert max((pa[k] - pb[k]).abs().max().item() for k in pa) < 1e-6
+
+
+def test_bad_initial_model_is_a_clear_error(tiny_model, tmp_path):
+    from bornfield.models.force_field import train_ff
+
+    frames = io.read(BATIO3)[:3]
+    with pytest.raises(Exception, match="no such model file"):
+        train_ff(frames, tmp_path / "a", "fast", init=tmp_path / "none.model")
+    (tmp_path / "junk.model").write_text("not a model")
+    with pytest.raises(Exception, match="not a MACE model"):
+        train_ff(frames, tmp_path / "b", "fast", init=tmp_path / "junk.model")
+    catio3 = cubic_perovskite("CaTiO3")
+    catio3.info["energy"], catio3.arrays["forces"] = -100.0, np.zeros((5, 3))
+    with pytest.raises(Exception, match="elements Ca unknown to the initial model"):
+        train_ff([catio3, catio3.copy()], tmp_path / "c", "fast", init=tiny_model[1])
+    assert not (tmp_path / "c" / "ff.model").exists()

@@ -144,12 +144,17 @@ def train_ff(
     valid: Sequence[Atoms] | None = None,
     device: str = "cpu",
     log: Callable[[str], None] = print,
+    init: str | Path | None = None,
 ) -> Path:
     """Train a MACE model on frames with energy and forces (and stress if every frame has it).
 
     Returns the path of the float64 model; ``ff_float32.model`` and ``card.json`` sit beside it.
     Rerunning with the same ``out_dir`` resumes from the latest checkpoint; rerunning a finished
     training with the same data, preset and seed returns its model untouched.
+
+    ``init``: a MACE model (file or bornfield model directory) whose weights the training starts
+    from, e.g. one pretrained on many cheap labels (mace-torch's ``--foundation_model``, naive
+    fine-tuning): its architecture replaces the preset's, the E0s come from ``data``.
     """
     cfg = ff_preset(preset) if isinstance(preset, str) else preset
     source = str(data) if isinstance(data, str | Path) else "<frames>"
@@ -163,6 +168,7 @@ def train_ff(
         )
     out = Path(out_dir)
     work = out / "mace"
+    init_path = _init_model(init, frames, source) if init is not None else None
     e0s = reference_energies(frames, cfg.cohesive_energy)
     write_mace_file(frames, work / "train.xyz", with_stress, cfg.weight_by_atoms)
     args = [
@@ -197,6 +203,8 @@ def train_ff(
         ]
     if cfg.ema_decay > 0:
         args += ["--ema", "--ema_decay", str(cfg.ema_decay)]
+    if init_path is not None:
+        args += ["--foundation_model", str(init_path)]
     if valid is not None:
         write_mace_file(valid, work / "valid.xyz", with_stress, cfg.weight_by_atoms)
         args += ["--valid_file", str(work / "valid.xyz")]
@@ -245,6 +253,8 @@ def train_ff(
         "mace_torch": _mace_version(),
         "fingerprint": fingerprint,
     }
+    if init_path is not None:  # the architecture is the initial model's, not the preset's
+        card["initialized_from"] = str(init_path)
     (out / "card.json").write_text(json.dumps(card, indent=1))
     return final
 
@@ -257,7 +267,33 @@ def _fingerprint(args: list[str], cfg: FFPreset, work: Path) -> str:
     for name in ("train.xyz", "valid.xyz"):
         if (work / name).exists() and str(work / name) in args:
             h.update((work / name).read_bytes())
+    if "--foundation_model" in args:  # the initial model's weights
+        h.update(Path(args[args.index("--foundation_model") + 1]).read_bytes())
     return h.hexdigest()[:16]
+
+
+def _init_model(init: str | Path, frames: Sequence[Atoms], source: str) -> Path:
+    """The float64 model file of ``init``, checked to be a MACE model that knows every element
+    of ``frames``."""
+    import torch
+    from ase.data import chemical_symbols
+
+    path = Path(init)
+    if path.is_dir():
+        path = path / "ff.model"
+    if not path.is_file():
+        raise BornfieldError(f"{path}: no such model file (initial model)")
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+        known = {chemical_symbols[int(z)] for z in model.atomic_numbers}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise BornfieldError(f"{path}: not a MACE model ({type(exc).__name__})") from None
+    missing = sorted({s for a in frames for s in a.get_chemical_symbols()} - known)
+    if missing:
+        raise BornfieldError(
+            f"{source}: elements {', '.join(missing)} unknown to the initial model {path}"
+        )
+    return path.resolve()
 
 
 def _run_mace_train(
