@@ -17,6 +17,7 @@ Each run adds a row per training set to bench/results/catio3_ff.{json,md} (the l
 as the data grew); --ship copies the model files into models/catio3/ff (the card by hand).
 
     python bench/catio3_ff.py [--ship] [--frame-weights atoms|equal] [--work /work/runs/catio3_ff]
+        [--init MODEL --init-name NAME]   # start from a pretrained model (train ff --init)
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def main() -> None:
     p.add_argument("--ship", action="store_true", help="copy the model into models/catio3/ff")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frame-weights", choices=["atoms", "equal"], default="atoms")
+    p.add_argument("--init", metavar="MODEL", help="start from this model (train ff --init)")
+    p.add_argument("--init-name", help="what the initial model is, for the table (needs --init)")
     args = p.parse_args()
+    if bool(args.init) != bool(args.init_name):
+        raise SystemExit("--init and --init-name go together")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -112,16 +117,16 @@ def main() -> None:
     sizes = {f"n_train_{k}": sum(len(a) == n for a in train) for k, n in (("5", 5), ("20", 20))}
     by_atoms = args.frame_weights == "atoms"
     # (rows before 2026-11-27 session 16 weighed frames alike, in the unsuffixed work dirs)
-    suffix = "_wa" if by_atoms else ""
+    suffix = ("_wa" if by_atoms else "") + (f"_init-{args.init_name}" if args.init else "")
     work = Path(args.work) / f"n{sizes['n_train_5']}_{sizes['n_train_20']}{suffix}"
     work.mkdir(parents=True, exist_ok=True)
     io.write(work / "train.xyz", train)
     cfg = ff_preset("fast", weight_by_atoms=by_atoms)
-    model = train_ff(train, work / "ff", cfg, seed=0, log=lambda m: None)
+    model = train_ff(train, work / "ff", cfg, seed=0, log=lambda m: None, init=args.init)
     # training time over all calls (a finished model in the work dir is reused, not retrained)
     wall = json.loads((work / "ff" / "card.json").read_text())["wall_time_s"]
     row = {"date": datetime.date.today().isoformat(), **sizes, "frame_weights": args.frame_weights,
-           "train_wall_s": wall}  # fmt: skip
+           "init": args.init_name or "scratch", "train_wall_s": wall}  # fmt: skip
     for name, frames in tests.items():
         io.write(work / f"test_{name}.xyz", frames)
         res = evaluate_ff(work / f"test_{name}.xyz", model=model, baselines=["chgnet"],
@@ -145,7 +150,8 @@ def main() -> None:
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def key(r: dict) -> tuple:
-        return r["n_train_20"], r["n_train_5"], r.get("frame_weights", "equal")
+        return (r["n_train_20"], r["n_train_5"], r.get("frame_weights", "equal"),
+                r.get("init", "scratch"))  # fmt: skip
 
     rows = [r for r in rows if key(r) != key(row)] + [row]
     rows.sort(key=key)
@@ -187,14 +193,16 @@ def table(rows: list[dict], meta: dict) -> list[str]:
         f"{' × '.join(f'{x:.2f}' for x in (5.442, 7.640, 5.380))} Å, tilts "
         f"{' / '.join(f'{t:.1f}' for t in rows[-1]['pnma']['exp_tilts_deg'])}°.",
         "",
-        "| 5-atom / 20-atom training frames | frame weights | date | 5-atom test: model | 5-atom test: CHGNet "
+        "| 5-atom / 20-atom training frames | frame weights | start | date | 5-atom test: model "
+        "| 5-atom test: CHGNet "
         "| 20-atom test: model | 20-atom test: CHGNet | Pnma, model | Pnma, CHGNet "
         "| train wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n_train_5']} / {r['n_train_20']} | {r.get('frame_weights', 'equal')} "
+            f"| {r.get('init', 'scratch')} "
             f"| {r['date']} "
             f"| {err(r.get('5-atom model'))} | {err(r.get('5-atom chgnet'))} "
             f"| {err(r.get('20-atom model'))} | {err(r.get('20-atom chgnet'))} "

@@ -180,7 +180,7 @@ def test_training_starts_from_an_initial_model(tiny_model, tmp_path):
     are the initial ones (only the E0s, fitted on the new data, differ)."""
     import torch
 
-    from bornfield.models.force_field import ff_preset, train_ff
+    from bornfield.models.force_field import ff_preset, reference_energies, train_ff
 
     _, init = tiny_model
     cfg = ff_preset("fast", max_num_epochs=1, lr=1e-12, swa_start_fraction=0, ema_decay=0)
@@ -192,6 +192,10 @@ def test_training_starts_from_an_initial_model(tiny_model, tmp_path):
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     assert set(pa) <= set(pb)  # mace-torch's fine-tuning also trains the Bessel frequencies
     assert max((pa[k] - pb[k]).abs().max().item() for k in pa) < 1e-6
+    # the E0s are the new data's (mace-torch alone would keep the initial model's)
+    e0s = reference_energies(io.read(BATIO3)[5:8], cfg.cohesive_energy)
+    want = [e0s[int(z)] for z in b.atomic_numbers]
+    np.testing.assert_allclose(b.atomic_energies_fn.atomic_energies.flatten(), want, rtol=1e-12)
 
 
 def test_bad_initial_model_is_a_clear_error(tiny_model, tmp_path):

@@ -168,8 +168,8 @@ def train_ff(
         )
     out = Path(out_dir)
     work = out / "mace"
-    init_path = _init_model(init, frames, source) if init is not None else None
     e0s = reference_energies(frames, cfg.cohesive_energy)
+    init_path = _init_model(init, frames, source, e0s, work) if init is not None else None
     write_mace_file(frames, work / "train.xyz", with_stress, cfg.weight_by_atoms)
     args = [
         "--name", MODEL_NAME, "--model", "MACE", "--train_file", str(work / "train.xyz"),
@@ -253,8 +253,8 @@ def train_ff(
         "mace_torch": _mace_version(),
         "fingerprint": fingerprint,
     }
-    if init_path is not None:  # the architecture is the initial model's, not the preset's
-        card["initialized_from"] = str(init_path)
+    if init is not None:  # the architecture is the initial model's, not the preset's
+        card["initialized_from"] = str(Path(init).resolve())
     (out / "card.json").write_text(json.dumps(card, indent=1))
     return final
 
@@ -272,9 +272,12 @@ def _fingerprint(args: list[str], cfg: FFPreset, work: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _init_model(init: str | Path, frames: Sequence[Atoms], source: str) -> Path:
-    """The float64 model file of ``init``, checked to be a MACE model that knows every element
-    of ``frames``."""
+def _init_model(
+    init: str | Path, frames: Sequence[Atoms], source: str, e0s: dict[int, float], work: Path
+) -> Path:
+    """A copy of the float64 model of ``init`` (checked to be a MACE model that knows every
+    element of ``frames``) with the E0s of the new data: mace-torch's fine-tuning keeps the
+    initial model's E0s, which belong to its own labels (e.g. CHGNet's energy scale)."""
     import torch
     from ase.data import chemical_symbols
 
@@ -285,15 +288,24 @@ def _init_model(init: str | Path, frames: Sequence[Atoms], source: str) -> Path:
         raise BornfieldError(f"{path}: no such model file (initial model)")
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
-        known = {chemical_symbols[int(z)] for z in model.atomic_numbers}
+        zs = [int(z) for z in model.atomic_numbers]
+        energies = model.atomic_energies_fn.atomic_energies
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise BornfieldError(f"{path}: not a MACE model ({type(exc).__name__})") from None
-    missing = sorted({s for a in frames for s in a.get_chemical_symbols()} - known)
+    missing = sorted({s for a in frames for s in a.get_chemical_symbols()} - {
+        chemical_symbols[z] for z in zs
+    })  # fmt: skip
     if missing:
         raise BornfieldError(
             f"{source}: elements {', '.join(missing)} unknown to the initial model {path}"
         )
-    return path.resolve()
+    with torch.no_grad():
+        for i, z in enumerate(zs):
+            if z in e0s:
+                energies[..., i] = e0s[z]
+    work.mkdir(parents=True, exist_ok=True)
+    torch.save(model, work / "init.model")
+    return work / "init.model"
 
 
 def _run_mace_train(
