@@ -94,6 +94,24 @@ def resolve_models(cfg: RunConfig, out: Path, log: Callable[[str], None]) -> tup
     return ff, bec
 
 
+def electronic_epsilon(cfg: RunConfig, bec: Path, atoms: Atoms) -> dict | None:
+    """ε∞ added to the ionic ε: [models] eps_inf, else the Born-charge model's ε∞ head on the
+    (unrelaxed) simulation cell, else none."""
+    if cfg.models.eps_inf is not None:
+        return {"tensor": (np.eye(3) * cfg.models.eps_inf).tolist(), "source": "[models] eps_inf"}
+    from bornfield.models.bec import load_model, predict_epsilon
+
+    model = load_model(bec)
+    if not model.cfg.epsilon_head:
+        return None
+    eps = predict_epsilon(model, atoms, str(bec))
+    return {"tensor": eps.tolist(), "source": f"the ε∞ head of {bec}"}
+
+
+def _eps_inf(results_eps: dict | None) -> np.ndarray | None:
+    return None if results_eps is None else np.asarray(results_eps["tensor"])
+
+
 def ff_file(ff: Path, md: bool = True) -> Path:
     """The model file in a force-field directory: float32 for MD, float64 for relaxations,
     phonons and errors (the other one when only one exists)."""
@@ -105,7 +123,9 @@ def ff_file(ff: Path, md: bool = True) -> Path:
     return ff
 
 
-def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, dict | None, Atoms]:
+def run_static(
+    cfg, atoms, ff: Path, bec: Path, out: Path, log, eps_inf: np.ndarray | None = None
+) -> tuple[dict, dict | None, Atoms]:
     from bornfield.analysis import dielectric as D
     from bornfield.analysis.errors import write_json
     from bornfield.calculators.field_calculator import FieldCalculator
@@ -121,6 +141,7 @@ def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, d
             "system": asdict(cfg.system),
             "ff": _file_hash(ff),
             "bec": _file_hash(bec),
+            "eps_inf": None if eps_inf is None else np.round(eps_inf, 6).tolist(),
         },
         ["static.json", "relaxed.xyz"] + (["phonon.json"] if st.phonons else []),
     )
@@ -135,7 +156,6 @@ def run_static(cfg, atoms, ff: Path, bec: Path, out: Path, log) -> tuple[dict, d
     stage.dir.mkdir(parents=True, exist_ok=True)
     ffc = load_calculator(ff_file(ff, md=False), dtype="float64")
     model = load_model(bec)
-    eps_inf = None if cfg.models.eps_inf is None else np.eye(3) * cfg.models.eps_inf
     calc = FieldCalculator(ffc, model)
     res = D.static_response(
         atoms,
@@ -252,12 +272,16 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
 
 
 def analyze_dielectric(
-    cfg: RunConfig, tasks, results, out: Path, log: Callable[[str], None] = print
+    cfg: RunConfig,
+    tasks,
+    results,
+    out: Path,
+    log: Callable[[str], None] = print,
+    eps_inf: np.ndarray | None = None,
 ) -> dict:
     from bornfield.analysis import dielectric as D
 
     d = cfg.dielectric
-    eps_inf = None if cfg.models.eps_inf is None else np.eye(3) * cfg.models.eps_inf
     by_name = {t.name: (t, r) for t, r in zip(tasks, results, strict=True)}
     table = {}
     for t in d.temperatures:
@@ -323,10 +347,13 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     ff, bec = resolve_models(cfg, out, log)
     atoms = build_structure(cfg)
     log(f"{atoms.get_chemical_formula()} ({len(atoms)} atoms); ff {ff}; bec {bec} -> {out}")
+    eps_el = electronic_epsilon(cfg, bec, atoms)
+    if eps_el:
+        log(f"ε∞ diagonal {np.round(np.diag(eps_el['tensor']), 2).tolist()} ({eps_el['source']})")
     static = phonon = None
     start = atoms
     if cfg.static.enabled:
-        static, phonon, start = run_static(cfg, atoms, ff, bec, out, log)
+        static, phonon, start = run_static(cfg, atoms, ff, bec, out, log, _eps_inf(eps_el))
     tasks = md_tasks(cfg, start, ff, bec, out)
     log(f"MD sweep: {len(tasks)} runs on {cfg.sweep.scheduler or 'a local Dask cluster'}")
     results = run_sweep(
@@ -340,9 +367,10 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
             "ff_sha": _file_hash(ff),
             "bec_sha": _file_hash(bec),
         },
+        "eps_inf": eps_el,
         "static": static,
         "phonon": phonon,
-        "dielectric": analyze_dielectric(cfg, tasks, results, out, log)
+        "dielectric": analyze_dielectric(cfg, tasks, results, out, log, _eps_inf(eps_el))
         if cfg.dielectric.enabled
         else None,
         "phases": analyze_phases(cfg, tasks, results),

@@ -53,6 +53,23 @@ def test_static_relaxation_slope_equals_phonons(crystal):
     assert np.isnan(eps[:, :2]).all() and list(one["polarization_C_per_m2"]) == ["z"]
 
 
+def test_linear_response_extrapolates_the_leading_nonlinearity():
+    chi1, chi2, chi3 = np.array([3.0, -0.1, 0.2]), 0.7, -40.0
+    e = np.array([0.05, 0.1])
+
+    def pol(field):  # P(E) of an anharmonic response: χ1 E + χ2 E² + χ3 E³ per component
+        return np.outer(field, chi1) + chi2 * field[:, None] ** 2 + chi3 * field[:, None] ** 3
+
+    odd = (pol(e) - pol(-e)) / 2
+    assert np.allclose(D.linear_response(e, odd), chi1, atol=1e-12)
+    # the secant over the same fields is off by χ3 E², what the fit removes
+    assert not np.allclose(odd[0] / e[0], chi1, atol=1e-2)
+    # one sign only: the quadratic term is removed, the cubic one is left at O(E²)
+    no_cubic = np.outer(e, chi1) + chi2 * e[:, None] ** 2
+    assert np.allclose(D.linear_response(e, no_cubic, odd=False), chi1, atol=1e-12)
+    assert np.allclose(D.linear_response(e[:1], odd[:1]), odd[0] / e[0])
+
+
 def test_finite_field_and_fluctuation_md_agree_with_phonons(tmp_path):
     atoms = cubic_catio3().repeat(2)
     calc = HarmonicCrystal(atoms)

@@ -9,7 +9,11 @@ from bornfield.errors import BornfieldError
 
 def test_defaults_and_overrides(tmp_path):
     cfg = load_config()
-    assert cfg.system.structure == "cubic:BaTiO3" and cfg.dielectric.field_V_per_m == 5e7
+    assert cfg.system.structure == "pnma" and cfg.dielectric.field_V_per_m == 5e7
+    assert cfg.models.ff == "models/catio3/ff" and cfg.phases.order_parameter == "tilt"
+    bto = load_config(None, "batio3")
+    assert bto.system.structure == "cubic:BaTiO3" and bto.models.bec == "models/batio3/bec"
+    assert bto.phases.order_parameter == "polar" and bto.report.softmode_ff == ""
     f = tmp_path / "c.toml"
     f.write_text('out = "x"\n[dielectric]\ntemperatures = [200, 400]\nsteps = 10\n'
                  '[system]\nsupercell = [1, 1, 2]\n')  # fmt: skip
@@ -18,6 +22,7 @@ def test_defaults_and_overrides(tmp_path):
     assert cfg.system.supercell == (1, 1, 2) and cfg.base_dir == str(tmp_path)
     paper = load_config(None, "paper")
     assert paper.system.structure == "pnma" and paper.phases.rate_K_per_ps == 1.0
+    assert paper.system.supercell == (4, 2, 4) and paper.models.ff == "models/catio3/ff"
     assert paper.phases.steps == 750000  # 1500 K at 1 K/ps with 2 fs steps
 
 
@@ -43,3 +48,12 @@ def test_paper_preset_prints_its_cost_first():
     r = run_cli("run", "--preset", "paper", "--estimate")
     assert r.returncode == 0, r.stderr
     assert "640 atoms" in r.stdout and " h on 2 workers" in r.stdout
+
+
+def test_default_fig2a_frames_are_the_held_out_dft_frames():
+    from bornfield.data import io
+
+    cfg = load_config()
+    frames = io.read(cfg.path(cfg.report.parity_data))
+    # data/catio3/CARD.md: 20-atom snapshots 5 and 11 are the validation split no model sees
+    assert {int(frames[i].info["label_id"]) for i in cfg.report.parity_indices} == {5, 11}

@@ -58,21 +58,33 @@ def fig1_zstar_scans(
 def fig2a_force_parity(
     ff: Path, data: Path, baselines: Sequence[str], path: Path, indices: Sequence[int] = ()
 ) -> dict:
-    """Force parity of the model and foundation baselines on a labelled test set (Fig 2a)."""
-    from bornfield.analysis.errors import ff_metrics, force_parity_plot, predict
+    """Force parity of the model and foundation baselines on a labelled test set (Fig 2a).
+
+    Baseline energies are compared after a per-element shift fitted on the file's other frames
+    (on the test frames themselves when ``indices`` leaves none), as `bornfield evaluate ff`.
+    """
+    from bornfield.analysis.errors import ff_metrics, fit_energy_shift, force_parity_plot, predict
     from bornfield.data import io
     from bornfield.models.baselines import load_baseline
     from bornfield.models.force_field import load_calculator
 
-    frames = io.read(data)
-    if indices:
-        frames = [frames[i] for i in indices]
+    every = io.read(data)
+    frames = [every[i] for i in indices] if indices else every
+    rest = [a for i, a in enumerate(every) if i not in set(indices)] if indices else []
     preds = {"bornfield MACE": predict(load_calculator(ff, dtype="float64"), frames)}
+    metrics = {"bornfield MACE": ff_metrics(frames, preds["bornfield MACE"])}
     for b in baselines:
-        preds[b] = predict(load_baseline(b), frames)
+        calc = load_baseline(b)
+        preds[b] = predict(calc, frames)
+        ref = rest or frames
+        shift = fit_energy_shift(ref, predict(calc, rest, False) if rest else preds[b])
+        metrics[b] = ff_metrics(frames, preds[b], shift)
+        metrics[b]["energy_shift_fitted_on"] = (
+            f"{len(rest)} other frames of {Path(data).name}" if rest else "the test frames"
+        )
     what = f"{len(frames)} frames of {Path(data).name}"
     force_parity_plot(frames, preds, path, title=f"Fig 2a: forces, {what}")
-    return {name: ff_metrics(frames, p) for name, p in preds.items()}
+    return metrics
 
 
 def fig2b_softmode(

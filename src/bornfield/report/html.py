@@ -101,22 +101,25 @@ def make_figures(cfg, out: Path, results: dict, ff: Path, bec: Path, relaxed: At
         from collections import Counter
         from math import gcd
 
-        counts = Counter(relaxed.get_chemical_symbols())
+        dft = io.read(cfg.path(rep.softmode_data)) if rep.softmode_data else ()
+        system = dft[0] if dft else relaxed  # the DFT scan's material, else the run's
+        counts = Counter(system.get_chemical_symbols())
         g = gcd(*counts.values())
         unit = {k: v // g for k, v in counts.items()}
         formula = next(
             (f for f in CUBIC_A if Counter(Atoms(f).get_chemical_symbols()) == unit), None
         )
         if formula is None:
-            raise ValueError(f"no cubic perovskite cell known for {relaxed.get_chemical_formula()}")
-        dft = io.read(cfg.path(rep.softmode_data)) if rep.softmode_data else ()
+            raise ValueError(f"no cubic perovskite cell known for {system.get_chemical_formula()}")
+        model = cfg.path(rep.softmode_ff) if rep.softmode_ff else ff
         figdata["fig2b"] = F.fig2b_softmode(
-            ff_file(ff, md=False),
+            ff_file(model, md=False),
             cubic_perovskite(formula),
             rep.softmode_amplitudes,
             out / "fig2b_softmode.png",
             dft,
         )
+        figdata["fig2b"]["model"] = str(model)
 
     def fig3():
         if not results.get("static"):
@@ -273,6 +276,15 @@ def write_report(
             f"{esc(results['models'].get('ff_sha' if label == 'force field' else 'bec_sha', ''))})"
             + (f", card <code>{esc(str(card))}</code>" if card and card.exists() else "")
             + "</li>"
+        )
+    if cfg.report.softmode_ff:
+        sm = esc(str(cfg.report.softmode_ff))
+        cards.append(f"<li>Fig 2b force field: <code>{sm}</code></li>")
+    eps_inf = results.get("eps_inf")
+    if eps_inf:
+        cards.append(
+            f"<li>ε∞ added to the ionic part: {_matrix(eps_inf['tensor'])} "
+            f"from {esc(eps_inf['source'])}</li>"
         )
     parts.append("<h2>Provenance</h2><ul>" + "".join(cards) + "</ul>")
     parts.append(
