@@ -885,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("run", help="the whole pipeline from one TOML config, with a report")
     q.add_argument("config", nargs="?", help="TOML file (default: the embedded demo)")
-    q.add_argument("--preset", default="default", help="default | paper")
+    q.add_argument("--preset", default="default", help="default | batio3 | paper")
     q.add_argument("--out", help="output directory (overrides the config)")
     q.add_argument("--estimate", action="store_true", help="print the estimated cost and stop")
     q.set_defaults(func=_cmd_run)

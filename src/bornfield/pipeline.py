@@ -382,16 +382,20 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     return results_json
 
 
-def estimate_cost(cfg: RunConfig, ms_per_atom_step: float = 0.16) -> dict:
-    """Rough wall time of the MD part, divided over the sweep's workers: ``ms_per_atom_step`` is
-    one worker's field-MD step per atom with the `fast` models on one thread (Z* every 10 steps,
-    640 atoms: 102 ms, bench/results/fieldmd_t1.md, 2026-11-26)."""
+def estimate_cost(
+    cfg: RunConfig, ms_per_step: float = 10.7, ms_per_atom_step: float = 0.14
+) -> dict:
+    """Rough wall time of the MD part, divided over the sweep's workers. One worker's field-MD
+    step with the `fast` CaTiO3 models on one thread (Z* every 10 steps) costs ``ms_per_step``
+    + ``ms_per_atom_step`` × atoms: measured 13.5 ms at 20 atoms, 22 ms at 80 (`bornfield run`,
+    2026-11-27) and 102 ms at 640 (bench/results/fieldmd_t1.md, 2026-11-26)."""
     n = len(build_structure(cfg))
     d, p = cfg.dielectric, cfg.phases
     steps = (len(d.temperatures) * (1 + len(d.directions)) * d.steps if d.enabled else 0) + (
         p.steps if p.enabled else 0
     )
-    hours = steps * n * ms_per_atom_step / 1e3 / 3600 / max(cfg.sweep.workers, 1)
+    ms = ms_per_step + ms_per_atom_step * n
+    hours = steps * ms / 1e3 / 3600 / max(cfg.sweep.workers, 1)
     return {"atoms": n, "md_steps": steps, "estimated_hours": hours}
 
 
