@@ -41,7 +41,8 @@ class ModelsConfig:
     # on the start structure when it has one, else no ε∞
     eps_inf: float | None = None
     device: str = "cpu"
-    #: torch.compile the force field for MD (1.05–1.3× per NVT step, ~12 s to compile per task)
+    # torch.compile the force field for MD: 1.4–1.7× per field step, NVT and NpT, on 1 thread
+    # (CaTiO3, 160–1280 atoms, bench/results/fieldmd_catio3_t1.md), 11–65 s to compile per task
     compile: bool = False
 
 
@@ -160,6 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the paper's scale: 640-atom Pnma CaTiO3, heating 300 -> 1800 K at 1 K/ps in NpT
     "paper": {
         "system": {"supercell": (4, 2, 4)},
+        "models": {"compile": True},
         "dielectric": {
             "temperatures": (300.0, 600.0, 900.0, 1200.0, 1500.0),
             "steps": 50000,

@@ -3,10 +3,11 @@
 The model is rebuilt from its file with mace-torch's own recipe for compilation (``extract_load``
 with e3nn's TorchScript code generation off, then ``simplify``), given bornfield's fused
 convolutions and radial tables, and compiled with dynamic shapes (edge and atom counts change
-without recompiling). Only the energy is compiled: forces are ``-dE/dx`` by autograd outside the
-compiled graph (mace-torch's in-graph ``autograd.grad`` returned zero forces under torch 2.13 on
-CPU). The first call compiles (12 s on 2 cores, C++ compiler needed); later MD steps are
-1.05–1.3× faster, most for small cells (bench/results/fieldmd_compile.md).
+without recompiling). Only the energy is compiled: forces (−dE/dx) and stress (dE/dε / V) come
+from autograd outside the compiled graph (mace-torch's in-graph ``autograd.grad`` returned zero
+forces under torch 2.13 on CPU). The first call compiles (11–13 s, 65 s with a cold inductor
+cache; C++ compiler needed); later field-MD steps of Pnma CaTiO3 on one thread are 1.4–1.7×
+faster in NVT and NpT (bench/results/fieldmd_catio3_t1.md; 1.05–1.3× for BaTiO3 on 2 threads).
 """
 
 from __future__ import annotations
