@@ -187,9 +187,22 @@ def run_static(
     return res, ph, relaxed
 
 
+def _fields(d) -> list[tuple[str, np.ndarray]]:
+    """(run name, field in V/m) of one temperature: zero field, then each direction at each
+    strength ("x", or "x@2.5e+07" when there are several strengths)."""
+    from bornfield.analysis.dielectric import direction_vector
+
+    out = [("0", np.zeros(3))]
+    for name in d.directions:
+        for e in d.field_V_per_m:
+            tag = name if len(d.field_V_per_m) == 1 else f"{name}@{e:g}"
+            out.append((tag, direction_vector(name) * e))
+    return out
+
+
 def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> list:
     """Dielectric runs (each T: zero field + each direction) and the heating run."""
-    from bornfield.analysis.dielectric import V_PER_A, direction_vector
+    from bornfield.analysis.dielectric import V_PER_A
     from bornfield.md.run import MDConfig
     from bornfield.md.sweep import MDTask
 
@@ -220,8 +233,7 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
                 traj_interval=d.steps,
                 checkpoint_interval=max(d.log_interval, 200),
             )
-            for name in ("0", *d.directions):
-                e = np.zeros(3) if name == "0" else direction_vector(name) * d.field_V_per_m
+            for name, e in _fields(d):
                 field = tuple(float(x) for x in e / V_PER_A)
                 key = _hash(
                     {"md": asdict(md), "field": field, "bec_interval": d.bec_interval, **inputs}
@@ -291,7 +303,7 @@ def analyze_dielectric(
             continue
         z_obs = D.read_observables(zero[0].out, d.equilibration)
         runs = []
-        for name in d.directions:
+        for name, _ in _fields(d)[1:]:
             task, r = by_name[f"T{t:g}_E{name}"]
             if "error" not in r:
                 runs.append((np.asarray(task.field), D.read_observables(task.out, d.equilibration)))
@@ -391,7 +403,7 @@ def estimate_cost(
     2026-11-27) and 102 ms at 640 (bench/results/fieldmd_t1.md, 2026-11-26)."""
     n = len(build_structure(cfg))
     d, p = cfg.dielectric, cfg.phases
-    steps = (len(d.temperatures) * (1 + len(d.directions)) * d.steps if d.enabled else 0) + (
+    steps = (len(d.temperatures) * len(_fields(d)) * d.steps if d.enabled else 0) + (
         p.steps if p.enabled else 0
     )
     ms = ms_per_step + ms_per_atom_step * n

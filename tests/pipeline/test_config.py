@@ -9,7 +9,7 @@ from bornfield.errors import BornfieldError
 
 def test_defaults_and_overrides(tmp_path):
     cfg = load_config()
-    assert cfg.system.structure == "pnma" and cfg.dielectric.field_V_per_m == 5e7
+    assert cfg.system.structure == "pnma" and cfg.dielectric.field_V_per_m == (5e7,)
     assert cfg.models.ff == "models/catio3/ff" and cfg.phases.order_parameter == "tilt"
     bto = load_config(None, "batio3")
     assert bto.system.structure == "cubic:BaTiO3" and bto.models.bec == "models/batio3/bec"

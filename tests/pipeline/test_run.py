@@ -25,7 +25,8 @@ fields_V_per_m = [0, 2.5e6, 5e6, 2e7]
 directions = ["x", "-x"]
 [dielectric]
 temperatures = [300]
-directions = ["z"]
+directions = ["z", "-z"]
+field_V_per_m = [5e7, 1e8]
 steps = 60
 [phases]
 t_end = 1000
@@ -64,6 +65,9 @@ def test_report_has_every_figure(pipeline_run):
     assert "tilt" in res["phases"]["order_parameter"]
     eps = res["dielectric"]["300"]
     assert "finite_field" in eps and "fluctuation" in eps
+    # ±z at two strengths: four runs for the linearity check of the z column
+    fields = sorted(r["field_V_per_m"] for r in eps["finite_field"]["runs"]["z"])
+    assert fields == pytest.approx([-1e8, -5e7, 5e7, 1e8])
     # 60 steps cannot average P: the verdict says so in the log, results.json and the report
     assert eps["assessment"]["converged"] is False and eps["assessment"]["reasons"]
     assert "300 K: ε_ion diagonal" in r.stdout and "NOT converged" in r.stdout
