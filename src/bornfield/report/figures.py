@@ -193,10 +193,12 @@ def fig4_phases(phases: dict, path: Path) -> None:
     ax2.plot(t, phases["frame_order_parameter"], ".", ms=3, color="C3")
     ax2.set(xlabel="T (K)", ylabel=phases["order_parameter"])
     seq = phases["space_group_sequence"].get("0.1", [])
-    for g, t0, t1 in seq:
-        ax2.annotate(
-            g.split(" ")[0], ((t0 + t1) / 2, ax2.get_ylim()[1] * 0.9), fontsize=7, ha="center"
-        )
+    span = max(np.ptp(t), 1e-9)
+    for g, t0, t1 in seq:  # groups held over ≥ 8 % of the range (all of them: report.html)
+        if t1 - t0 >= 0.08 * span:
+            ax2.annotate(
+                g.split(" ")[0], ((t0 + t1) / 2, ax2.get_ylim()[1] * 0.9), fontsize=7, ha="center"
+            )
     save_png(fig, path)
 
 
@@ -233,5 +235,8 @@ def fig5_epsilon(dielectric: dict, path: Path, zero_t: dict | None = None) -> No
     if not all(ok.values()):
         title += "\nfaint: not converged (see report)"
     ax.set(xlabel="T (K)", ylabel="ionic ε", title=title)
+    values = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
+    if values and max(values) > 10 * min(values):  # e.g. a soft T = 0 point over a flat ε(T)
+        ax.set_yscale("log")
     ax.legend(fontsize=6, ncol=2)
     save_png(fig, path)
