@@ -395,12 +395,12 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def estimate_cost(
-    cfg: RunConfig, ms_per_step: float = 10.7, ms_per_atom_step: float = 0.14
+    cfg: RunConfig, ms_per_step: float = 10.7, ms_per_atom_step: float = 0.15
 ) -> dict:
     """Rough wall time of the MD part, divided over the sweep's workers. One worker's field-MD
-    step with the `fast` CaTiO3 models on one thread (Z* every 10 steps) costs ``ms_per_step``
-    + ``ms_per_atom_step`` × atoms: measured 13.5 ms at 20 atoms, 22 ms at 80 (`bornfield run`,
-    2026-11-27) and 102 ms at 640 (bench/results/fieldmd_t1.md, 2026-11-26)."""
+    step with the shipped CaTiO3 models on one thread (Z* every 10 steps) costs ``ms_per_step``
+    + ``ms_per_atom_step`` × atoms: measured 13.5 ms at 20 atoms, 22 ms at 80 (`bornfield run`)
+    and 107–112 ms at 640 (bench/results/fieldmd_catio3_t1.md), 2026-11-27."""
     n = len(build_structure(cfg))
     d, p = cfg.dielectric, cfg.phases
     steps = (len(d.temperatures) * len(_fields(d)) * d.steps if d.enabled else 0) + (

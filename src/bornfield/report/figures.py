@@ -70,7 +70,7 @@ def fig2a_force_parity(
 
     every = io.read(data)
     frames = [every[i] for i in indices] if indices else every
-    rest = [a for i, a in enumerate(every) if i not in set(indices)] if indices else []
+    rest = [a for i, a in enumerate(every) if i not in indices] if indices else []
     preds = {"bornfield MACE": predict(load_calculator(ff, dtype="float64"), frames)}
     metrics = {"bornfield MACE": ff_metrics(frames, preds["bornfield MACE"])}
     for b in baselines:
