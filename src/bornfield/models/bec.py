@@ -132,6 +132,7 @@ def load_model(
         )
     try:
         cfg["elements"] = tuple(cfg["elements"])
+        cfg.setdefault("smooth_cutoff", False)  # files from before the option
         model = BECModel(BECConfig(**cfg))
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:
