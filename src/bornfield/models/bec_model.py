@@ -83,15 +83,14 @@ def cutoff_envelope(r: torch.Tensor, r_max: float, p: float = 6.0) -> torch.Tens
 
 
 class BesselBasis(torch.nn.Module):
-    """sin(nπr/r_c)/r Bessel functions times the smooth polynomial cutoff (p = 6)."""
+    """sin(nπr/r_c)/r Bessel functions times the cutoff envelope (:func:`cutoff_envelope`)."""
 
     def __init__(self, r_max: float, n_basis: int):
         super().__init__()
         self.r_max = r_max
         self.register_buffer("freq", torch.arange(1, n_basis + 1) * math.pi / r_max)
 
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
-        env = cutoff_envelope(r, self.r_max)
+    def forward(self, r: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
         return (
             math.sqrt(2.0 / self.r_max)
             * torch.sin(self.freq * r[:, None])
@@ -336,8 +335,9 @@ class BECModel(torch.nn.Module):
         i, j = edge_index
         vec = pos.index_select(0, j) - pos.index_select(0, i) + shifts
         r = vec.norm(dim=1)
-        basis = self.basis(r)
-        envelope = cutoff_envelope(r, self.cfg.r_max) if self.cfg.smooth_cutoff else None
+        env = cutoff_envelope(r, self.cfg.r_max)
+        basis = self.basis(r, env)
+        envelope = env if self.cfg.smooth_cutoff else None  # for the radial weights too
         sh = torch.cat(spherical_harmonics_l2(vec), dim=1)
         s = self.embed(species)
         table = receiver_table(i, len(species))
