@@ -42,7 +42,8 @@ def compile_energy(
     compiled = torch.compile(simplify(model), dynamic=True)
 
     def energy(data: dict) -> torch.Tensor:
-        out = compiled(data, compute_force=False, compute_stress=False, training=False)
+        with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+            out = compiled(data, compute_force=False, compute_stress=False, training=False)
         return out["energy"]
 
     return energy

@@ -58,6 +58,8 @@ class ScalarConvolution(torch.nn.Module):
         self._tables = {} if tables is None else tables
 
     def _table(self, receiver: torch.Tensor, n: int) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # a cache is Python state: not in a compiled graph
+            return receiver_table(receiver, n)
         if self._tables.get("receiver") is not receiver:
             self._tables.update(receiver=receiver, table=receiver_table(receiver, n))
         return self._tables["table"]

@@ -12,19 +12,27 @@ from __future__ import annotations
 import torch
 
 
-@torch.compiler.disable  # data-dependent shape: runs eagerly inside a compiled model
+@torch.library.custom_op("bornfield::receiver_table", mutates_args=())
 def receiver_table(receiver: torch.Tensor, n: int) -> torch.Tensor:
-    """Edge ids grouped by receiver, ``[n, K]``; gaps hold ``E`` (the index of a zero row)."""
+    """Edge ids grouped by receiver, ``[n, K]``; gaps hold ``E`` (the index of a zero row).
+    An opaque operator to ``torch.compile`` (``K`` depends on the data), so that a compiled
+    model stays one graph."""
     e = receiver.numel()
     order = torch.argsort(receiver, stable=True)
     sorted_r = receiver[order]
     counts = torch.bincount(receiver, minlength=n)
-    k = int(counts.max()) if e else 0
+    k = max(int(counts.max()) if e else 0, 2)  # >= 2: a compiled bmm may not branch on K = 1
     first = torch.cumsum(counts, 0) - counts
     slot = torch.arange(e, device=receiver.device) - first[sorted_r]
     table = torch.full((n, k), e, dtype=torch.long, device=receiver.device)
     table[sorted_r, slot] = order
     return table
+
+
+@receiver_table.register_fake
+def _(receiver: torch.Tensor, n: int) -> torch.Tensor:
+    k = torch.library.get_ctx().new_dynamic_size(min=2)
+    return receiver.new_empty((n, k))
 
 
 def padded(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
