@@ -832,8 +832,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="cpu | cuda")
     q.add_argument(
         "--compile", action="store_true",
-        help="torch.compile the force field: 1.4-1.7x faster NVT and NpT steps on 1 thread "
-        "(Pnma CaTiO3) after ~12 s of compiling",
+        help="torch.compile the force field: 1.8-2.2x faster NVT and NpT steps on 1 thread "
+        "(Pnma CaTiO3) after ~8 s of compiling (~60 s the first time on a machine)",
     )  # fmt: skip
     q.add_argument("--out", required=True, help="run directory (the same command resumes)")
     q.set_defaults(func=_cmd_md)

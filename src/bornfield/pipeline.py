@@ -407,8 +407,8 @@ def estimate_cost(
         p.steps if p.enabled else 0
     )
     ms = ms_per_step + ms_per_atom_step * n
-    if cfg.models.compile:  # 1.4–1.7× at 160–1280 atoms (bench/results/fieldmd_catio3_t1.md)
-        ms /= 1.5
+    if cfg.models.compile:  # 1.8–2.2× at 160–1280 atoms (bench/results/fieldmd_catio3_t1.md)
+        ms /= 2.0
     hours = steps * ms / 1e3 / 3600 / max(cfg.sweep.workers, 1)
     return {"atoms": n, "md_steps": steps, "estimated_hours": hours}
 

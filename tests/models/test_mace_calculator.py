@@ -195,3 +195,28 @@ def test_compiled_energy_and_forces():
         assert abs((e[0] - e[1]) / (2 * h) / a.get_volume() - stress[m, n]) < 1e-7
     f_again = a.get_forces()  # forces from the stress pass equal the force-only pass's
     np.testing.assert_allclose(f_again, b.get_forces(), atol=1e-8)
+
+
+def test_failed_compile_falls_back_to_eager():
+    """A compiler that fails at the first call (as without a C++ compiler) gives a warning and
+    the eager model's forces; a failure after a compiled call has worked is raised."""
+
+    def broken(data):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    a, b = _cell(), _cell()
+    a.calc = MACEForceField(MODEL, dtype="float64")
+    a.calc.compiled = broken
+    b.calc = MACEForceField(MODEL, dtype="float64")
+    with pytest.warns(UserWarning, match="torch.compile failed .*runs eagerly"):
+        f = a.get_forces()
+    assert a.calc.compiled is None
+    np.testing.assert_allclose(f, b.get_forces(), atol=1e-10)
+    c = _cell()
+    c.calc = MACEForceField(MODEL, dtype="float64")
+    c.calc.compiled = lambda data: c.calc.model(data, compute_force=False)["energy"]
+    c.get_forces()
+    c.calc.compiled = broken
+    c.positions[0] += 0.01
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        c.get_forces()

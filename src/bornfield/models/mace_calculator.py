@@ -13,7 +13,8 @@ and freed memory stays in the process (``parallel.keep_freed_memory``: 1.1–1.4
 bench/results/fieldmd*.md). Results equal ``MACECalculator``'s (tested; the tables to 3e-8 eV/Å
 in forces); the model's weights and every other layer are mace-torch's, unchanged. With
 ``compile=True`` energy, forces and stress come from a ``torch.compile``-d copy
-(``mace_compile``) by autograd outside the compiled graph.
+(``mace_compile``) by autograd outside the compiled graph; if compiling fails at the first call
+(no C++ compiler, say), a warning says so and the model runs eagerly.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class MACEForceField(Calculator):
         tabulate = device == "cpu" if tabulate is None else tabulate
         #: compiled energy for force-only calls (``mace_compile``), or None
         self.compiled = None
+        self._compiled_ok = False  # whether a compiled call has succeeded (before: fall back)
         if compile:  # from the weights as read, before this copy is fused and tabulated
             from bornfield.models.mace_compile import compile_energy
 
@@ -143,9 +145,24 @@ class MACEForceField(Calculator):
         }
         self.stress_wanted |= "stress" in properties
         want_stress = self.stress_wanted
+        out = None
         if self.compiled is not None:
-            out = self._compiled_call(data, want_stress)
-        else:
+            try:
+                out = self._compiled_call(data, want_stress)
+            except Exception as exc:  # no C++ compiler, unsupported platform, ...
+                if self._compiled_ok:  # it worked before: a real error, not the compiler
+                    raise
+                import warnings
+
+                why = " ".join(str(exc).split())[:160]
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {why}); "
+                    "the force field runs eagerly",
+                    stacklevel=2,
+                )
+                self.compiled = None
+            self._compiled_ok = out is not None
+        if out is None:
             out = self.model(data, compute_force=True, compute_stress=want_stress, training=False)
         energy = float(out["energy"].detach().cpu().item())
         self.results = {
