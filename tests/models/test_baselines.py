@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bornfield.analysis.errors import ff_metrics, fit_energy_shift
 from bornfield.errors import BornfieldError
@@ -34,6 +35,16 @@ def test_chgnet_offline_and_bad_specs():
     a.calc = load_baseline("chgnet")
     f = a.get_forces()
     assert f.shape == (5, 3) and np.isfinite(f).all() and np.abs(f.sum(axis=0)).max() < 1e-3
+    # in a process whose torch default is float64 (as mace-torch's MACECalculator leaves it)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        b = a.copy()
+        b.calc = load_baseline("chgnet")
+        np.testing.assert_allclose(b.get_forces(), f, atol=1e-4)
+        assert torch.get_default_dtype() == torch.float64  # left as it was
+    finally:
+        torch.set_default_dtype(old)
     with pytest.raises(BornfieldError, match="mace-mp needs a model file"):
         load_baseline("mace-mp")
     with pytest.raises(BornfieldError, match="cannot run beside mace-torch"):

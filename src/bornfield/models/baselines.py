@@ -6,9 +6,37 @@ its own environment and compare with ``bornfield evaluate ff --json`` output.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from bornfield.errors import BornfieldError
+
+
+@contextmanager
+def _float32_default():
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _chgnet_class():
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    class Float32CHGNet(CHGNetCalculator):
+        """CHGNet computes in float32 and fails ("expected m1 and m2 to have the same dtype")
+        when torch's default dtype is float64, as mace-torch's ``MACECalculator`` sets it:
+        each call runs with float32 as the default and restores it."""
+
+        def calculate(self, *args, **kwargs):
+            with _float32_default():
+                return super().calculate(*args, **kwargs)
+
+    return Float32CHGNet
 
 
 def load_baseline(spec: str, device: str = "cpu"):
@@ -16,12 +44,13 @@ def load_baseline(spec: str, device: str = "cpu"):
     name, _, arg = spec.partition(":")
     if name == "chgnet":
         try:
-            from chgnet.model.dynamics import CHGNetCalculator
+            _Float32CHGNet = _chgnet_class()
         except ImportError:
             raise BornfieldError(
                 "CHGNet is not installed: pip install 'bornfield[baselines]'"
             ) from None
-        return CHGNetCalculator(use_device=device, check_cuda_mem=False)
+        with _float32_default():
+            return _Float32CHGNet(use_device=device, check_cuda_mem=False)
     if name == "mace-mp":
         if not arg or not Path(arg).is_file():
             raise BornfieldError(f"mace-mp needs a model file: mace-mp:PATH (got {arg or 'none'})")
