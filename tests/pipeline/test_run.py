@@ -35,7 +35,9 @@ traj_interval = 3
 window = 3
 [report]
 baselines = []
-""")
+[models]
+compile = false
+""")  # compile (the default) doubles this test's 90 s; test_mace_calculator covers it
     r = run_cli("run", str(d / "c.toml"))
     assert r.returncode == 0, r.stderr[-3000:]
     return d, r
