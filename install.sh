@@ -3,7 +3,7 @@
 # from Debian, then the Python package. torch is pinned first so pip takes the CPU build.
 # libopenblas0-serial replaces Debian's reference BLAS/LAPACK under ABINIT (one thread per MPI
 # rank): SCF 4-7 % faster on 5- and 20-atom CaTiO3, same energies (data/catio3/CARD.md).
-# g++: torch.compile's C++ kernels (`bornfield md --compile`).
+# g++: torch.compile's C++ kernels (`bornfield run` compiles by default; `bornfield md --compile`).
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v abinit >/dev/null 2>&1 || [ ! -d /usr/share/abinit/psp ] \
