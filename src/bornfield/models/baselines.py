@@ -44,13 +44,13 @@ def load_baseline(spec: str, device: str = "cpu"):
     name, _, arg = spec.partition(":")
     if name == "chgnet":
         try:
-            _Float32CHGNet = _chgnet_class()
+            chgnet = _chgnet_class()
         except ImportError:
             raise BornfieldError(
                 "CHGNet is not installed: pip install 'bornfield[baselines]'"
             ) from None
         with _float32_default():
-            return _Float32CHGNet(use_device=device, check_cuda_mem=False)
+            return chgnet(use_device=device, check_cuda_mem=False)
     if name == "mace-mp":
         if not arg or not Path(arg).is_file():
             raise BornfieldError(f"mace-mp needs a model file: mace-mp:PATH (got {arg or 'none'})")

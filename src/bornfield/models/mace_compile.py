@@ -46,8 +46,13 @@ def compile_energy(
     compiled = torch.compile(simplify(model), dynamic=True)
 
     def energy(data: dict) -> torch.Tensor:
-        with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        # set and restored by hand: ``config.patch`` costs ≈ 0.2 ms per MD step, this ≈ 10 µs
+        cfg = torch._dynamo.config
+        old, cfg.capture_dynamic_output_shape_ops = cfg.capture_dynamic_output_shape_ops, True
+        try:
             out = compiled(data, compute_force=False, compute_stress=False, training=False)
+        finally:
+            cfg.capture_dynamic_output_shape_ops = old
         return out["energy"]
 
     return energy
