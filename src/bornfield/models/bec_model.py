@@ -25,7 +25,7 @@ from e3nn import o3
 from e3nn.io import CartesianTensor
 
 import bornfield.models  # noqa: F401  (e3nn defaults: no TorchScript, weights-only loading off)
-from bornfield.models.receiver_sum import receiver_sum, receiver_table
+from bornfield.models.receiver_sum import Table, receiver_sum, receiver_table
 
 
 def spherical_harmonics_l2(vec: torch.Tensor) -> list[torch.Tensor]:
@@ -224,7 +224,7 @@ class Interaction(torch.nn.Module):
         sh: torch.Tensor,
         basis: torch.Tensor,
         edge_index: torch.Tensor,
-        table: torch.Tensor,
+        table: Table,
         prev: dict[str, torch.Tensor] | None = None,
         envelope: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:

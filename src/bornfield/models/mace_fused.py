@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from bornfield.models.receiver_sum import receiver_sum, receiver_table
+from bornfield.models.receiver_sum import Table, receiver_sum, receiver_table
 
 
 class ScalarConvolution(torch.nn.Module):
@@ -57,7 +57,7 @@ class ScalarConvolution(torch.nn.Module):
         #: the last receiver table, shared by the interactions of one model (same edges)
         self._tables = {} if tables is None else tables
 
-    def _table(self, receiver: torch.Tensor, n: int) -> torch.Tensor:
+    def _table(self, receiver: torch.Tensor, n: int) -> Table:
         if torch.compiler.is_compiling():  # a cache is Python state: not in a compiled graph
             return receiver_table(receiver, n)
         if self._tables.get("receiver") is not receiver:

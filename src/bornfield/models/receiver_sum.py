@@ -5,18 +5,26 @@ weights) summed over the edges ``e`` that end on atom ``i`` is ``Σ_e y_e a_eᵀ
 grouped by receiver and padded to the largest in-degree ``K``, that is ``bmm(Yᵀ, A)`` on
 ``[n, K, ·]`` tensors. Nothing of size ``edges × dim(y) × dim(a)`` is built, forward or
 backward, which on CPU is what costs (memory traffic, not FLOPs).
+
+The padding is a gather of edge rows; its backward is the inverse gather (each edge has one
+slot), not the scatter-add autograd would derive. A scatter runs serially in eager mode, and
+under ``torch.compile`` with 2 threads as atomic adds into shared rows (the padding slots all
+add into one row), which made the compiled backward slower on 2 threads than on one.
 """
 
 from __future__ import annotations
 
 import torch
 
+#: ``receiver_table``'s result: edge ids ``[n, K]`` by receiver, and each edge's slot ``[E]``
+Table = tuple[torch.Tensor, torch.Tensor]
+
 
 @torch.library.custom_op("bornfield::receiver_table", mutates_args=())
-def receiver_table(receiver: torch.Tensor, n: int) -> torch.Tensor:
-    """Edge ids grouped by receiver, ``[n, K]``; gaps hold ``E`` (the index of a zero row).
-    An opaque operator to ``torch.compile`` (``K`` depends on the data), so that a compiled
-    model stays one graph."""
+def receiver_table(receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge ids grouped by receiver, ``[n, K]`` (gaps hold ``E``, the index of a zero row), and
+    the slot of each edge in that table flattened, ``[E]``. An opaque operator to
+    ``torch.compile`` (``K`` depends on the data), so that a compiled model stays one graph."""
     e = receiver.numel()
     order = torch.argsort(receiver, stable=True)
     sorted_r = receiver[order]
@@ -26,21 +34,40 @@ def receiver_table(receiver: torch.Tensor, n: int) -> torch.Tensor:
     slot = torch.arange(e, device=receiver.device) - first[sorted_r]
     table = torch.full((n, k), e, dtype=torch.long, device=receiver.device)
     table[sorted_r, slot] = order
-    return table
+    position = torch.empty_like(receiver)
+    position[order] = sorted_r * k + slot
+    return table, position
 
 
 @receiver_table.register_fake
-def _(receiver: torch.Tensor, n: int) -> torch.Tensor:
+def _(receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     k = torch.library.get_ctx().new_dynamic_size(min=2)
-    return receiver.new_empty((n, k))
+    return receiver.new_empty((n, k)), torch.empty_like(receiver)
 
 
-def padded(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+class _Padded(torch.autograd.Function):
+    """``x: [E, ...]`` -> ``[n, K, ...]``; backward: gather each edge's slot back."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, x.new_zeros((1,) + x.shape[1:])])
+        return x.index_select(0, table.reshape(-1)).view(table.shape + x.shape[1:])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (position,) = ctx.saved_tensors
+        return grad.reshape((-1,) + grad.shape[2:]).index_select(0, position), None, None
+
+
+def padded(x: torch.Tensor, table: Table) -> torch.Tensor:
     """Edge rows ``x: [E, ...]`` laid out as ``[n, K, ...]``, zeros in the gaps."""
-    x = torch.cat([x, x.new_zeros((1,) + x.shape[1:])])
-    return x.index_select(0, table.reshape(-1)).view(table.shape + x.shape[1:])
+    return _Padded.apply(x, *table)
 
 
-def receiver_sum(y: torch.Tensor, a: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def receiver_sum(y: torch.Tensor, a: torch.Tensor, table: Table) -> torch.Tensor:
     """``out[i] = Σ_{e → i} y_e a_eᵀ`` for ``y: [E, p]``, ``a: [E, q]``; returns ``[n, p, q]``."""
     return torch.bmm(padded(y, table).transpose(1, 2), padded(a, table))
