@@ -13,6 +13,8 @@ timed (the minimum over interleaved rounds) for:
               torch.compile-d (``bornfield md --compile``)
   composite   the paper-style composite: mace-torch MACECalculator (its default float64) plus a
               separate Z* model (float64) evaluated every step through ASE
+Peak RSS is given twice: of the timing process (which holds all the calculators above) and of
+a process that runs only the field MD (the field calculator, eager and compiled: P3's figure).
 Ratios are taken within one process run; every configuration is timed once per round and the
 minimum over rounds is kept (the machine is a shared VM: medians of back-to-back blocks were
 off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md
@@ -187,6 +189,25 @@ def worker(args) -> dict:
     return out
 
 
+def memory_worker(args) -> dict:
+    """Peak RSS of a process that runs only the field MD (`bornfield md`'s calculator, k = K,
+    eager or compiled) for 20 Langevin steps: the P3 memory figure, without the other
+    calculators the timing process holds."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from bornfield.calculators import FieldCalculator
+    from bornfield.models.bec import load_model
+    from bornfield.models.force_field import load_calculator
+
+    ff = load_calculator(args.ff, dtype="float32", compile=args.memory == "compiled")
+    calc = FieldCalculator(
+        ff, load_model(args.bec, dtype=torch.float32), np.array([0, 0, 0.005]), bec_interval=args.k
+    )
+    _dynamics(cell_of(args.size, args.system), calc).run(20)
+    return {"peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ff", required=True)
@@ -203,9 +224,10 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time torch.compile-d models")
     p.add_argument("--name", help="results file stem (default fieldmd[_catio3][_t<threads>])")
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--memory", choices=["eager", "compiled"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.size:
-        print(json.dumps(worker(args)))
+        print(json.dumps(memory_worker(args) if args.memory else worker(args)))
         return
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
@@ -215,6 +237,13 @@ def main() -> None:
         cmd += ["--compile"] if args.compile else []
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
+        for mode in ["eager"] + (["compiled"] if args.compile else []):
+            res = subprocess.run(
+                cmd + ["--memory", mode], capture_output=True, text=True, check=True
+            )
+            row[f"peak_rss_field_md_{mode}_GiB"] = json.loads(res.stdout.strip().splitlines()[-1])[
+                "peak_rss_GiB"
+            ]
         rows.append(row)
         print(row, flush=True)
     k = f"field_k{args.k}_s"
@@ -252,8 +281,8 @@ def main() -> None:
         "",
         f"| atoms | bare (ms) | bare, radial MLP (ms) | bare, MLP + e3nn conv. (ms) | MACECalculator (ms) | field k=1 (ms) | field k={args.k} (ms) | composite (ms) | Z* predict (ms) "
         f"| Z* / bare | P1 k=1 | P1 k={args.k} | P2 vs k=1 | P2 vs k={args.k} | µs/atom/step | peak RSS (GiB) "
-        f"| NpT field k={args.k} (ms) | NpT / NVT |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| NpT field k={args.k} (ms) | NpT / NVT | peak RSS, field MD alone (GiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -265,7 +294,8 @@ def main() -> None:
             f"| {r['bec_predict_over_bare']:.2f} | {r['P1_field_k1_over_bare']:.2f} | {r[f'P1_field_k{args.k}_over_bare']:.2f} "
             f"| {r['P2_composite_over_field_k1']:.2f} | {r[f'P2_composite_over_field_k{args.k}']:.2f} "
             f"| {r['us_per_atom_step_field']:.0f} | {r['peak_rss_GiB']:.2f} "
-            f"| {1e3 * r[f'field_npt_k{args.k}_s']:.0f} | {r[f'npt_over_nvt_k{args.k}']:.2f} |"
+            f"| {1e3 * r[f'field_npt_k{args.k}_s']:.0f} | {r[f'npt_over_nvt_k{args.k}']:.2f} "
+            f"| {r['peak_rss_field_md_eager_GiB']:.2f} |"
         )
     lines.append(f"\nP3: per-atom cost spread over sizes {meta['P3_per_atom_spread']:.2f}x.")
     if args.compile:
@@ -276,8 +306,8 @@ def main() -> None:
             f"| atoms | compile + first call (s) | bare compiled (ms) | eager / compiled, bare "
             f"| field k={args.k} compiled (ms) | eager / compiled, field | P1 compiled "
             f"| P2 vs compiled field k={args.k} | µs/atom/step | NpT field k={args.k} compiled (ms) "
-            "| eager / compiled, NpT |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| eager / compiled, NpT | peak RSS, field MD alone (GiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r, pa in zip(rows, per_atom_c, strict=True):
             lines.append(
@@ -285,7 +315,8 @@ def main() -> None:
                 f"| {r['bare_s'] / r['bare_compiled_s']:.2f} | {1e3 * r[kc]:.0f} "
                 f"| {r[k] / r[kc]:.2f} | {r[kc] / r['bare_compiled_s']:.2f} "
                 f"| {r['composite_s'] / r[kc]:.2f} | {pa:.0f} | {1e3 * r[kn]:.0f} "
-                f"| {r[f'field_npt_k{args.k}_s'] / r[kn]:.2f} |"
+                f"| {r[f'field_npt_k{args.k}_s'] / r[kn]:.2f} "
+                f"| {r['peak_rss_field_md_compiled_GiB']:.2f} |"
             )
         lines.append(f"\nP3 compiled: {meta['P3_per_atom_spread_compiled']:.2f}x.")
     write_results_md(RESULTS / f"{stem}.md", lines)
