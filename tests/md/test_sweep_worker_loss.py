@@ -88,3 +88,23 @@ def test_killed_worker_repeats_only_its_own_task_from_checkpoint(tmp_path):
     run_task(ref_task)
     ref = read_observables(tmp_path / "ref" / victim.name, discard=0.0)
     np.testing.assert_allclose(obs["epot_eV"], ref["epot_eV"], rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_task_follows_the_eager_one(tmp_path):
+    """`bornfield run`'s default: a sweep task with the force field torch.compile-d gives the
+    eager task's trajectory (same seed; float32 rounding only), through the Dask task path
+    (`run_sweep`, serial) and its task pickling."""
+    import pickle
+    from dataclasses import replace
+
+    eager = [replace(t, md=replace(t.md, log_interval=2)) for t in _tasks(tmp_path, steps=40)[:1]]
+    compiled = [pickle.loads(pickle.dumps(replace(t, out=str(tmp_path / "c"), compile=True)))
+                for t in eager]  # fmt: skip
+    results = run_sweep(eager + compiled, scheduler="serial", log=lambda m: None)
+    assert [r.get("error") for r in results] == [None, None], results
+    a = read_observables(tmp_path / "Ex", discard=0.0)
+    b = read_observables(tmp_path / "c", discard=0.0)
+    assert len(a["step"]) == len(b["step"]) == 21
+    np.testing.assert_allclose(b["epot_eV"], a["epot_eV"], rtol=1e-6)
+    np.testing.assert_allclose(b["temperature_K"], a["temperature_K"], rtol=1e-4)
+    assert np.ptp(a["temperature_K"]) > 1  # the atoms did move

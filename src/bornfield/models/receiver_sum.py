@@ -6,10 +6,10 @@ grouped by receiver and padded to the largest in-degree ``K``, that is ``bmm(Y�
 ``[n, K, ·]`` tensors. Nothing of size ``edges × dim(y) × dim(a)`` is built, forward or
 backward, which on CPU is what costs (memory traffic, not FLOPs).
 
-The padding is a gather of edge rows; its backward is the inverse gather (each edge has one
-slot), not the scatter-add autograd would derive. A scatter runs serially in eager mode, and
-under ``torch.compile`` with 2 threads as atomic adds into shared rows (the padding slots all
-add into one row), which made the compiled backward slower on 2 threads than on one.
+The padding copies each edge row to its slot (``index_copy``), whose backward is a gather of the
+slots. Written as a gather of the table's rows, its backward was a scatter-add, which
+``torch.compile`` with 2 threads made parallel atomic adds into shared rows (every gap of the
+table adds into one zero row): the compiled backward was slower on 2 threads than on one.
 """
 
 from __future__ import annotations
@@ -45,27 +45,12 @@ def _(receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return receiver.new_empty((n, k)), torch.empty_like(receiver)
 
 
-class _Padded(torch.autograd.Function):
-    """``x: [E, ...]`` -> ``[n, K, ...]``; backward: gather each edge's slot back."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x, x.new_zeros((1,) + x.shape[1:])])
-        return x.index_select(0, table.reshape(-1)).view(table.shape + x.shape[1:])
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[2])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (position,) = ctx.saved_tensors
-        return grad.reshape((-1,) + grad.shape[2:]).index_select(0, position), None, None
-
-
 def padded(x: torch.Tensor, table: Table) -> torch.Tensor:
-    """Edge rows ``x: [E, ...]`` laid out as ``[n, K, ...]``, zeros in the gaps."""
-    return _Padded.apply(x, *table)
+    """Edge rows ``x: [E, ...]`` laid out as ``[n, K, ...]``, zeros in the gaps: each row copied
+    to its slot, so that the backward is a gather of the slots (``index_copy``'s)."""
+    ids, position = table
+    out = x.new_zeros((ids.numel(),) + x.shape[1:]).index_copy(0, position, x)
+    return out.view(ids.shape + x.shape[1:])
 
 
 def receiver_sum(y: torch.Tensor, a: torch.Tensor, table: Table) -> torch.Tensor:
