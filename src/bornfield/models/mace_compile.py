@@ -10,7 +10,7 @@ fused convolutions, whose width depends on the data, is an opaque operator with 
 (``receiver_sum``), not a graph break; with one break per interaction dynamo fell back to eager
 for the model's forward and compiled only its parts (9.8 against 3.5–3.9 ms per 20-atom step). The
 first call compiles (≈ 8 s, ≈ 60 s with a cold inductor cache; C++ compiler needed); later
-field-MD steps of Pnma CaTiO3 are 2.0–2.25× faster on 2 threads and 1.8–2.2× on one, in NVT
+field-MD steps of Pnma CaTiO3 are 2.15–2.2× faster on 2 threads and 1.8–2.2× on one, in NVT
 and NpT (bench/results/fieldmd_catio3*.md).
 """
 
