@@ -34,7 +34,8 @@ def test_receiver_sum_equals_scatter():
 
 
 def test_receiver_sum_second_derivatives():
-    """The padding's hand-written backward is itself differentiable (as autograd's scatter is)."""
+    """Second derivatives through the padding (``index_copy``) are right: force training
+    differentiates the forces, themselves a gradient."""
     g = torch.Generator().manual_seed(1)
     n, e = 4, 11
     receiver = torch.randint(0, n, (e,), generator=g)
