@@ -37,7 +37,8 @@ window = 3
 baselines = []
 [models]
 compile = false
-""")  # compile (the default) doubles this test's 90 s; test_mace_calculator covers it
+""")  # compile (the default) doubles this test's 90 s; covered by test_mace_calculator and
+    # test_sweep_worker_loss's compiled sweep task
     r = run_cli("run", str(d / "c.toml"))
     assert r.returncode == 0, r.stderr[-3000:]
     return d, r

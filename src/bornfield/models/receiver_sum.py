@@ -22,8 +22,8 @@ Table = tuple[torch.Tensor, torch.Tensor]
 
 @torch.library.custom_op("bornfield::receiver_table", mutates_args=())
 def receiver_table(receiver: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edge ids grouped by receiver, ``[n, K]`` (gaps hold ``E``, the index of a zero row), and
-    the slot of each edge in that table flattened, ``[E]``. An opaque operator to
+    """Edge ids grouped by receiver, ``[n, K]`` (gaps hold ``E``; ``padded`` uses only its
+    shape), and the slot of each edge in that table flattened, ``[E]``. An opaque operator to
     ``torch.compile`` (``K`` depends on the data), so that a compiled model stays one graph."""
     e = receiver.numel()
     order = torch.argsort(receiver, stable=True)
