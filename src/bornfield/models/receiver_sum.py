@@ -14,7 +14,8 @@ table adds into one zero row): the compiled backward was slower on 2 threads tha
 The matmul has a backward of its own (``_OuterSum``): autograd's formula for ``bmm(Yᵀ, A)``
 computes ``dY`` as ``G Aᵀ`` into ``[n, p, K]``, which MKL ran 2.5–4× slower than the same
 numbers as ``A Gᵀ`` into ``[n, K, p]`` (p = 9, q = 96, K = 42: 1.0 against 0.33–0.41 ms at 160
-atoms on one thread); the compiled field-MD step is 6–10 % faster for it. A custom
+atoms on one thread); the compiled 1280-atom field-MD step is 12 % faster for it (no change
+measured at 20–160 atoms, bench/results/fieldmd_catio3.md). A custom
 ``torch.library`` operator would be cleaner, but inductor (torch 2.13) failed on it with the
 table's unbacked size; an ``autograd.Function`` needs ``mace_compile`` to let AOT autograd
 cache it.
