@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fieldmd import _dynamics
+from results_md import write_results_md
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = Path(__file__).parents[1] / "models" / "catio3"
@@ -46,10 +48,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ase import units
     from ase.calculators.calculator import Calculator, all_changes
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import thermalize_momenta
 
     from bornfield.calculators import FieldCalculator
     from bornfield.label.generators import pnma_catio3
@@ -68,14 +67,9 @@ def main() -> None:
     bec = load_model(MODELS / "bec", dtype=torch.float32)
     field = np.array([0.0, 0.0, 0.005])
 
-    def dynamics(atoms, calc):
-        a = atoms.copy()
-        a.calc = calc
-        rng = np.random.default_rng(0)
-        thermalize_momenta(a, 300, rng=rng)
-        dyn = Langevin(a, timestep=2 * units.fs, temperature_K=300,
-                       friction=0.01 / units.fs, fixcm=False, rng=rng)  # fmt: skip
-        dyn.run(20)  # compiles on the first size, warms up the others
+    def dynamics(atoms, calc):  # `bench/fieldmd.py`'s Langevin run, warmed up (and compiled)
+        dyn = _dynamics(atoms, calc)
+        dyn.run(20)
         return dyn
 
     cells = {}
@@ -100,7 +94,7 @@ def main() -> None:
     ff_atoms = small.copy()
     parts = {
         "ase_langevin_zero_force_ms": _best_ms(lambda: zero.run(1), 200),
-        "neighbour_list_ms": _best_ms(lambda: neighbour_pairs(small, 4.5), 200),
+        "neighbour_list_ms": _best_ms(lambda: neighbour_pairs(small, ff.r_max), 200),
         "force_field_call_ms": _best_ms(
             lambda: ff.calculate(ff_atoms, ["energy", "forces"], all_changes), 200
         ),
@@ -144,7 +138,7 @@ def main() -> None:
         + ", ".join(f"{k.removesuffix('_ms')} {v:.2f}" for k, v in parts.items())
         + ".",
     ]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    write_results_md(RESULTS / f"{stem}.md", lines)
     print("\n".join(lines))
 
 
