@@ -259,6 +259,7 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
         shift_data=args.shift_data,
         plot=args.plot,
         workers=args.workers,
+        dtype=args.dtype,
     )
     for name in [k for k in result if isinstance(result[k], dict)]:
         m = result[name]
@@ -784,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--preset", default="fast")
     q.add_argument("--baseline", action="append", help="chgnet | mace-mp:PATH (repeatable)")
     q.add_argument("--shift-data", help="frames to fit baseline energy shifts on (train set)")
+    q.add_argument(
+        "--dtype", choices=["float64", "float32"], help="training precision of the CV models"
+    )
     q.set_defaults(func=_cmd_evaluate_ff)
 
     q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")

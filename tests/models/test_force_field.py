@@ -212,3 +212,20 @@ def test_bad_initial_model_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(Exception, match="elements Ca unknown to the initial model"):
         train_ff([catio3, catio3.copy()], tmp_path / "c", "fast", init=tiny_model[1])
     assert not (tmp_path / "c" / "ff.model").exists()
+
+
+def test_cross_validation_trains_one_model_per_fold(tmp_path):
+    """`evaluate ff --folds 2` trains a model per fold at the asked precision and reports the
+    mean and spread of the held-out errors over the folds."""
+    data = tmp_path / "d.xyz"
+    io.write(data, io.read(BATIO3)[:6])
+    js = tmp_path / "cv.json"
+    r = run_cli("evaluate", "ff", "--data", str(data), "--folds", "2", "--epochs", "1",
+                "--dtype", "float32", "--out", str(tmp_path / "cv"), "--json", str(js))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(js.read_text())
+    assert [f["n_frames"] for f in res["folds"]] == [3, 3]
+    assert res["model"]["n_folds"] == 2 and res["model"]["force_mae_meV_per_A_std"] >= 0
+    for i in range(2):
+        card = json.loads((tmp_path / "cv" / f"fold{i}" / "card.json").read_text())
+        assert card["preset"]["dtype"] == "float32" and card["n_train_frames"] == 3

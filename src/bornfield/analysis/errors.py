@@ -163,8 +163,12 @@ def evaluate_ff(
     shift_data: str | Path | None = None,
     plot: str | Path | None = None,
     workers: int = 1,
+    dtype: str | None = None,
 ) -> dict:
     """Errors of a bornfield MACE model (or of k-fold CV models) and of baselines on ``data``.
+
+    ``dtype``: training precision of the CV models (default: the preset's); every model is
+    evaluated in float64.
 
     Returns ``{"model": metrics, <baseline>: metrics, "folds": [...]}``; metric keys carry units.
     """
@@ -178,7 +182,8 @@ def evaluate_ff(
     with_stress = all("stress" in a.info for a in frames)
     result: dict = {"data": str(data)}
     if folds:
-        cfg = ff_preset(preset, **({"max_num_epochs": epochs} if epochs else {}))
+        over = {"max_num_epochs": epochs, "dtype": dtype}
+        cfg = ff_preset(preset, **{k: v for k, v in over.items() if v})
 
         def train(tr: list[Atoms], fold_dir: Path) -> Path:
             return train_ff(tr, fold_dir, cfg, seed=seed)
