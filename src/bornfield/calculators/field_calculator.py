@@ -22,6 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from bornfield.calculators.state import ExactStateCheck
 from bornfield.errors import BornfieldError
 from bornfield.units import E_PER_A2_TO_C_PER_M2
 
@@ -36,7 +37,7 @@ def min_image_displacement(atoms: Atoms, ref_scaled: np.ndarray) -> np.ndarray:
     return ds @ atoms.cell[:]
 
 
-class FieldCalculator(Calculator):
+class FieldCalculator(ExactStateCheck):
     """Force field + Born charges + homogeneous electric field (V/Å), as an ASE calculator.
 
     ``bec`` is a Z* model (a :class:`~bornfield.models.bec.BECModel` or its file) or an

@@ -22,9 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from bornfield.calculators.state import ExactStateCheck
 from bornfield.errors import BornfieldError
 from bornfield.models.mace_fused import fuse_scalar_convolutions
 from bornfield.models.neighbours import neighbour_pairs
@@ -32,7 +33,7 @@ from bornfield.models.radial_table import tabulate_radial
 from bornfield.parallel import keep_freed_memory
 
 
-class MACEForceField(Calculator):
+class MACEForceField(ExactStateCheck):
     """Energy, forces and (on request) stress of a mace-torch model file."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
