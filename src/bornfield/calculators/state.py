@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes
 
 #: the per-atom arrays that ASE's ``all_changes`` names
 _ARRAYS = ("positions", "numbers", "initial_charges", "initial_magmoms")
@@ -23,7 +23,7 @@ _ARRAYS = ("positions", "numbers", "initial_charges", "initial_magmoms")
 def exact_changes(old: Atoms | None, new: Atoms) -> list[str]:
     """The names (ASE's ``all_changes``) of what differs, bitwise, between ``old`` and ``new``."""
     if old is None:
-        return ["positions", "numbers", "cell", "pbc", "initial_charges", "initial_magmoms"]
+        return list(all_changes)
     changes = []
     if not np.array_equal(old.cell.array, new.cell.array):
         changes.append("cell")
