@@ -818,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bec-interval",
         type=int,
         default=10,
-        help="recompute Z* every k steps (default 10: bench/results/bec_interval.md)",
+        help="recompute Z* every k steps (default 10: bench/results/bec_interval_catio3.md)",
     )
     q.add_argument("--temperature", type=float, default=300.0, help="K")
     q.add_argument("--ramp", help="T0:T1:K_per_ps (overrides --temperature)")
