@@ -10,6 +10,7 @@ from helpers import Springs
 from bornfield.calculators import FieldCalculator
 from bornfield.errors import BornfieldError
 from bornfield.label.generators import cubic_perovskite
+from bornfield.models.bec import predict_bec
 from bornfield.models.bec_model import BECConfig, BECModel
 from bornfield.units import E_PER_A2_TO_C_PER_M2
 
@@ -110,6 +111,33 @@ def test_instantaneous_and_path_polarization():
             np.testing.assert_allclose(pp, p, atol=1e-10)
         else:
             assert np.abs(pp - p).max() > 1e-4
+
+
+def test_extrapolated_born_charges():
+    """Between refreshes along a straight path, held Z* err at first order in the step and
+    extrapolated Z* at second order; both keep the acoustic sum rule and equal the model's at
+    each refresh."""
+    errors = {}
+    for extrapolate in (False, True):
+        for h in (0.002, 0.001):  # Å per step along a random direction
+            atoms, ref, calc = _setup(noise=1.0, interval=5)
+            calc.bec_extrapolate = extrapolate
+            start = atoms.positions.copy()
+            direction = np.random.default_rng(0).normal(size=atoms.positions.shape)
+            err = []
+            for step in range(16):
+                atoms.positions = start + h * step * direction
+                z = atoms.calc.get_property("born_charges", atoms)
+                exact = predict_bec(calc.bec, atoms)
+                assert np.abs(z.sum(axis=0)).max() < 1e-10  # Σ_k Z*_k = 0
+                if step % 5 == 0:
+                    np.testing.assert_allclose(z, exact, atol=1e-12)
+                elif step > 5:  # two refreshes behind it
+                    err.append(np.abs(z - exact).max())
+            errors[extrapolate, h] = max(err)
+    assert 1.6 < errors[False, 0.002] / errors[False, 0.001] < 2.5  # O(h)
+    assert errors[True, 0.002] / errors[True, 0.001] > 3.2  # O(h²)
+    assert errors[True, 0.001] < 0.5 * errors[False, 0.001]
 
 
 def test_new_reference_drops_cached_results():

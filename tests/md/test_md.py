@@ -19,7 +19,7 @@ from bornfield.md.run import MDConfig, run_md
 from bornfield.models.bec_model import BECConfig, BECModel
 
 
-def _field_calc(ref, field=(0.0, 0.0, 0.02), interval=1):
+def _field_calc(ref, field=(0.0, 0.0, 0.02), interval=1, extrapolate=False):
     torch.manual_seed(2)
     bec = BECModel(
         BECConfig(elements=("Ca", "O", "Ti"), channels=4), {"Ca": 2.6, "Ti": 7.0, "O": -3.2}
@@ -28,7 +28,12 @@ def _field_calc(ref, field=(0.0, 0.0, 0.02), interval=1):
         for p in bec.parameters():
             p.mul_(0.2)
     return FieldCalculator(
-        Springs(ref, k=6.0), bec.double().eval(), field, ref, bec_interval=interval
+        Springs(ref, k=6.0),
+        bec.double().eval(),
+        field,
+        ref,
+        bec_interval=interval,
+        bec_extrapolate=extrapolate,
     )
 
 
@@ -50,18 +55,24 @@ def test_nve_conserves_eq2_energy(tmp_path):
     assert np.isfinite(o["Pz_C_m2"]).all()
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_resume_equals_uninterrupted(tmp_path, extrapolate):
+    """Also with Z* extrapolated between refreshes: the checkpoint keeps the last two."""
     ref = cubic_perovskite().repeat((2, 1, 1))
     cfg = MDConfig(ensemble="langevin", temperature=300, timestep=1.0, steps=30, seed=7,
                    log_interval=1, traj_interval=5, checkpoint_interval=5)  # fmt: skip
-    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "a", log=lambda m: None)
+
+    def calc(**kw):
+        return _field_calc(ref, interval=3, extrapolate=extrapolate, **kw)
+
+    run_md(ref, calc(), cfg, tmp_path / "a", log=lambda m: None)
     logs: list[str] = []
-    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "b", log=logs.append, stop_after=12)
+    run_md(ref, calc(), cfg, tmp_path / "b", log=logs.append, stop_after=12)
     # a kill after step 12 loses the steps after the last checkpoint (10): simulate that
     (tmp_path / "b" / "observables.csv").write_text(
         "".join((tmp_path / "b" / "observables.csv").read_text().splitlines(keepends=True)[:14])
     )
-    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path / "b", log=logs.append)
+    run_md(ref, calc(), cfg, tmp_path / "b", log=logs.append)
     assert any(m.startswith("resuming at step 12") for m in logs)
     a, b = (
         (tmp_path / "a" / "observables.csv").read_text(),
@@ -71,11 +82,15 @@ def test_resume_equals_uninterrupted(tmp_path):
     ta = (tmp_path / "a" / "trajectory.xyz").read_text()
     assert ta == (tmp_path / "b" / "trajectory.xyz").read_text()
     # other physics in the same folder is refused, a longer run is not
-    other = _field_calc(ref, field=(0.0, 0.0, 0.03), interval=3)
-    with pytest.raises(BornfieldError, match=r"another run \(field_V_per_A"):
+    other = calc(field=(0.0, 0.0, 0.03))
+    with pytest.raises(BornfieldError, match=r"another run \(.*field_V_per_A"):
         run_md(ref, other, cfg, tmp_path / "b", log=lambda m: None)
+    if extrapolate:  # so is another Z* schedule
+        held = _field_calc(ref, interval=3)
+        with pytest.raises(BornfieldError, match=r"another run \(bec_extrapolate True -> None"):
+            run_md(ref, held, cfg, tmp_path / "b", log=lambda m: None)
     longer = replace(cfg, steps=35)
-    assert run_md(ref, _field_calc(ref, interval=3), longer, tmp_path / "b", log=lambda m: None)
+    assert run_md(ref, calc(), longer, tmp_path / "b", log=lambda m: None)
 
 
 def test_langevin_keeps_centre_of_mass(tmp_path):

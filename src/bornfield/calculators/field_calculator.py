@@ -7,7 +7,9 @@
 u is the minimum-image displacement from a reference structure whose fractional coordinates
 are fixed, so the reference follows the cell under NpT. Z* is held fixed in the derivatives
 (dZ*/dR terms are neglected, as in the paper), and may be refreshed only every ``bec_interval``
-calls. Stress: the strain derivative of U at fixed Z* and fixed fractional reference, i.e.
+calls; between refreshes Z* is held, or with ``bec_extrapolate`` extrapolated linearly from the
+last two refreshes (bench/results/bec_interval_catio3*.md measure both). Stress: the strain
+derivative of U at fixed Z* and fixed fractional reference, i.e.
 σ = σ0 − (1/Ω) sym(Σ_k (Eᵀ Z_k) ⊗ u_k), the converse-piezoelectric coupling of the field term;
 tests check it against finite differences of U.
 
@@ -56,6 +58,7 @@ class FieldCalculator(ExactStateCheck):
         field: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 0.0),
         reference: Atoms | None = None,
         bec_interval: int = 1,
+        bec_extrapolate: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,9 +76,11 @@ class FieldCalculator(ExactStateCheck):
         if bec_interval < 1:
             raise BornfieldError(f"bec_interval must be >= 1, got {bec_interval}")
         self.bec_interval = bec_interval
+        self.bec_extrapolate = bec_extrapolate
         self.ref_scaled = None if reference is None else reference.get_scaled_positions(wrap=False)
         self.n_calls = 0
-        self._z: np.ndarray | None = None
+        self._z: np.ndarray | None = None  # Z* in use
+        self._refreshed: list[np.ndarray] = []  # the last two predicted Z*, oldest first
         self._last: np.ndarray | None = None  # positions + cell of the last configuration
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (u, Z) of the last call
         self.path_dipole = np.zeros(3)  # Σ ∫ Z*·du, e·Å
@@ -118,8 +123,14 @@ class FieldCalculator(ExactStateCheck):
         if self._z is not None and self._last is not None and np.array_equal(key, self._last):
             return self._z
         stale = self._z is None or self._z.shape[0] != len(atoms)
-        if stale or self.n_calls % self.bec_interval == 0:
-            self._z = predict_bec(self.bec, atoms)
+        since = self.n_calls % self.bec_interval  # calls since the last scheduled refresh
+        if stale or since == 0:
+            z = predict_bec(self.bec, atoms)
+            self._refreshed = ([] if stale else self._refreshed[-1:]) + [z]
+            self._z = z
+        elif self.bec_extrapolate and len(self._refreshed) == 2:
+            z0, z1 = self._refreshed
+            self._z = z1 + (since / self.bec_interval) * (z1 - z0)  # keeps the sum rule
         self.n_calls += 1
         self._last = key
         return self._z

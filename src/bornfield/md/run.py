@@ -183,7 +183,7 @@ def _save_checkpoint(
     if hasattr(calc, "ref_scaled"):
         state["calc"] = {"ref_scaled": calc.ref_scaled, "path_dipole": calc.path_dipole,
                          "prev": calc._prev, "z": calc._z, "n_calls": calc.n_calls,
-                         "last": calc._last}  # fmt: skip
+                         "last": calc._last, "refreshed": calc._refreshed}  # fmt: skip
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
         pickle.dump(state, fh)
@@ -208,6 +208,7 @@ def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
         c = state["calc"]
         calc.ref_scaled, calc.path_dipole, calc._prev = c["ref_scaled"], c["path_dipole"], c["prev"]
         calc._z, calc.n_calls, calc._last = c["z"], c["n_calls"], c["last"]
+        calc._refreshed = c.get("refreshed", [] if c["z"] is None else [c["z"]])
     return state
 
 
@@ -249,6 +250,8 @@ def run_md(
     meta = asdict(cfg)
     if getattr(calc, "field", None) is not None:
         meta["field_V_per_A"] = [float(x) for x in calc.field]
+    if getattr(calc, "bec_extrapolate", False):  # the Z* schedule (absent: held Z*)
+        meta["bec_interval"], meta["bec_extrapolate"] = calc.bec_interval, True
     if getattr(calc, "ref_scaled", None) is not None:  # P is measured from this structure
         meta["reference_sha256"] = reference_hash(calc.ref_scaled)
     meta = json.loads(json.dumps(meta))  # tuples as lists, as read back
