@@ -34,15 +34,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from catio3_data import FIVE_ATOM
 from results_md import write_results_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 # data/catio3/CARD.md: each file's fixed validation split (label ids)
-DATA = {
-    ROOT / "data/catio3/catio3_5atom.xyz": (4, 9, 14, 19),
-    ROOT / "data/catio3/catio3_5atom_batch2.xyz": tuple(range(4, 40, 5)),
-}
+DATA = FIVE_ATOM  # file → held-out label ids
 SHIP = ROOT / "models/catio3/bec"
 EPOCHS = 600
 
@@ -60,16 +58,9 @@ def cubic_error(model) -> float:
 
 def load_split() -> tuple[list, list]:
     """(train, test) frames over the data files; each frame's ``info["source"]`` names its file."""
-    from bornfield.data import io
+    from bornfield.data.splits import split_files
 
-    train, test = [], []
-    for path, ids in DATA.items():
-        if not path.exists():
-            continue
-        for a in io.read(path):
-            a.info["source"] = path.name
-            (test if int(a.info["label_id"]) in ids else train).append(a)
-    return train, test
+    return split_files(DATA)
 
 
 def _ids(frames) -> list[str]:

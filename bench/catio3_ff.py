@@ -30,15 +30,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from catio3_data import TEST_IDS
 from results_md import write_results_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-DATA = {  # file → held-out label ids (data/catio3/CARD.md, fixed before any model was trained)
-    ROOT / "data/catio3/catio3_5atom.xyz": (4, 9, 14, 19),
-    ROOT / "data/catio3/catio3_5atom_batch2.xyz": tuple(range(4, 40, 5)),
-    ROOT / "data/catio3/catio3_20atom_md.xyz": (5, 11),
-}
 SHIP = ROOT / "models/catio3/ff"
 
 
@@ -98,22 +94,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from bornfield.analysis.errors import evaluate_ff
     from bornfield.data import io
-    from bornfield.data.splits import split_by_label_id
+    from bornfield.data.splits import split_files
     from bornfield.models.baselines import load_baseline
     from bornfield.models.force_field import ff_preset, load_calculator, train_ff
 
-    train, tests = [], {}
-    for path, ids in DATA.items():
-        if not path.exists():
-            continue
-        frames = io.read(path)
-        if {int(a.info["label_id"]) for a in frames} & set(ids):
-            tr, te = split_by_label_id(frames, ids)
-        else:  # none of the held-out frames labelled yet
-            tr, te = list(range(len(frames))), []
-        train += [frames[i] for i in tr]
-        if te:
-            tests.setdefault(f"{len(frames[0])}-atom", []).extend(frames[i] for i in te)
+    train, held_out = split_files(TEST_IDS)
+    tests: dict[str, list] = {}
+    for a in held_out:  # by cell size
+        tests.setdefault(f"{len(a)}-atom", []).append(a)
     sizes = {f"n_train_{k}": sum(len(a) == n for a in train) for k, n in (("5", 5), ("20", 20))}
     by_atoms = args.frame_weights == "atoms"
     # (rows before 2026-11-27 session 16 weighed frames alike, in the unsuffixed work dirs)
@@ -158,7 +146,7 @@ def main() -> None:
     meta = {
         "machine": f"{platform.node()} {platform.machine()}, {args.threads} torch thread(s)",
         "date": row["date"],
-        "data": [str(p.relative_to(ROOT)) for p in DATA],
+        "data": [str(p.relative_to(ROOT)) for p in TEST_IDS],
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     write_results_md(RESULTS / "catio3_ff.md", table(rows, meta))

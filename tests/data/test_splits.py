@@ -7,7 +7,13 @@ import pytest
 from helpers import cubic_catio3, run_cli
 
 from bornfield.data import io
-from bornfield.data.splits import farthest_point_sampling, kfold, random_split, split_by_label_id
+from bornfield.data.splits import (
+    farthest_point_sampling,
+    kfold,
+    random_split,
+    split_by_label_id,
+    split_files,
+)
 
 
 def test_random_split_is_seeded_and_disjoint():
@@ -92,3 +98,21 @@ def test_split_by_label_id(tmp_path):
     assert [a.info["label_id"] for a in io.read(out / "train.xyz")] == [0, 1, 2, 5]
     with pytest.raises(ValueError, match="empty train or test"):
         split_by_label_id(frames, [7])
+
+
+def test_split_files(tmp_path):
+    """Each file with its own held-out ids; missing files skipped; no test frame is no error."""
+    a, b = [cubic_catio3() for _ in range(3)], [cubic_catio3().repeat((2, 1, 1)) for _ in range(2)]
+    for frames in (a, b):
+        for i, x in enumerate(frames):
+            x.info["label_id"] = i
+    io.write(tmp_path / "a.xyz", a)
+    io.write(tmp_path / "b.xyz", b)
+    ids = {tmp_path / "a.xyz": (1, 7), tmp_path / "b.xyz": (4,), tmp_path / "none.xyz": (0,)}
+    train, test = split_files(ids)
+    assert [(x.info["source"], x.info["label_id"]) for x in test] == [("a.xyz", 1)]
+    assert [(x.info["source"], len(x)) for x in train] == [("a.xyz", 5)] * 2 + [("b.xyz", 10)] * 2
+    del a[0].info["label_id"]
+    io.write(tmp_path / "a.xyz", a)
+    with pytest.raises(ValueError, match="a.xyz: a frame without"):
+        split_files(ids)

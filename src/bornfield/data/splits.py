@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations_with_replacement
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -32,6 +33,27 @@ def split_by_label_id(frames: Sequence[Atoms], test_ids: Sequence[int]) -> tuple
     if not test or len(test) == len(frames):
         raise ValueError(f"label ids {sorted(wanted)} leave an empty train or test set")
     return [k for k in range(len(frames)) if k not in test], test
+
+
+def split_files(test_ids: Mapping[str | Path, Sequence[int]]) -> tuple[list[Atoms], list[Atoms]]:
+    """Frames (train, test) of several dataset files, each with its own held-out label ids (as
+    ``split_by_label_id``). Files not written yet are skipped; the test set may be empty (held-out
+    structures not labelled yet). ``info["source"]`` names each frame's file."""
+    from bornfield.data import io
+
+    train: list[Atoms] = []
+    test: list[Atoms] = []
+    for path, ids in test_ids.items():
+        path = Path(path)
+        if not path.exists():
+            continue
+        wanted = {int(i) for i in ids}
+        for a in io.read(path):
+            if a.info.get("label_id") is None:
+                raise ValueError(f"{path}: a frame without info['label_id'] cannot be split by id")
+            a.info["source"] = path.name
+            (test if int(a.info["label_id"]) in wanted else train).append(a)
+    return train, test
 
 
 def kfold(n: int, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
