@@ -397,7 +397,8 @@ def _cmd_md(args: argparse.Namespace) -> None:
         from bornfield.models.bec import load_model
 
         calc = FieldCalculator(ff, load_model(args.bec, device=args.device), field,
-                               bec_interval=args.bec_interval)  # fmt: skip
+                               bec_interval=args.bec_interval,
+                               bec_extrapolate=args.bec_extrapolate)  # fmt: skip
     elif any(field):
         raise BornfieldError("a field needs a Born-charge model: add --bec MODEL")
     cfg = MDConfig(
@@ -819,6 +820,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10,
         help="recompute Z* every k steps (default 10: bench/results/bec_interval_catio3.md)",
+    )
+    q.add_argument(
+        "--bec-extrapolate",
+        action="store_true",
+        help="between refreshes, extrapolate Z* linearly from the last two instead of holding it",
     )
     q.add_argument("--temperature", type=float, default=300.0, help="K")
     q.add_argument("--ramp", help="T0:T1:K_per_ps (overrides --temperature)")

@@ -77,6 +77,8 @@ class DielectricConfig:
     # Z* refresh every k steps: ε_zz +0.6 % at 300 K and +1.7 % at 900 K, inside its error bars;
     # k = 20 gives +2.5 % and +6 % (bench/results/bec_interval_catio3.md)
     bec_interval: int = 10
+    # between refreshes: hold Z* (False) or extrapolate it from the last two refreshes
+    bec_extrapolate: bool = False
     seed: int = 0
 
 

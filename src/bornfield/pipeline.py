@@ -235,9 +235,10 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
             )
             for name, e in _fields(d):
                 field = tuple(float(x) for x in e / V_PER_A)
-                key = _hash(
-                    {"md": asdict(md), "field": field, "bec_interval": d.bec_interval, **inputs}
-                )
+                schedule = {"bec_interval": d.bec_interval}
+                if d.bec_extrapolate:  # (absent when False: earlier runs keep their folders)
+                    schedule["bec_extrapolate"] = True
+                key = _hash({"md": asdict(md), "field": field, **schedule, **inputs})
                 tasks.append(
                     MDTask(
                         f"T{t:g}_E{name}",
@@ -250,6 +251,7 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
                         d.bec_interval,
                         cfg.models.device,
                         cfg.models.compile,
+                        d.bec_extrapolate,
                     )
                 )
     p = cfg.phases

@@ -40,6 +40,7 @@ class MDTask:
     bec_interval: int = 1
     device: str = "cpu"
     compile: bool = False  # torch.compile the force field (``mace_compile``)
+    bec_extrapolate: bool = False  # Z* extrapolated between refreshes (``FieldCalculator``)
 
 
 @functools.cache
@@ -63,7 +64,8 @@ def run_task(task: MDTask, threads: int = 1) -> dict:
     ff, bec = _models(task.ff, task.bec, task.device, task.compile)
     calc = ff
     if bec is not None:
-        calc = FieldCalculator(ff, bec, np.asarray(task.field), bec_interval=task.bec_interval)
+        calc = FieldCalculator(ff, bec, np.asarray(task.field), bec_interval=task.bec_interval,
+                               bec_extrapolate=task.bec_extrapolate)  # fmt: skip
     try:
         summary = run_md(task.atoms, calc, task.md, task.out, log=lambda s: None)
     except BornfieldError as exc:
