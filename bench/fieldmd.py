@@ -20,7 +20,7 @@ minimum over rounds is kept (the machine is a shared VM: medians of back-to-back
 off by up to 30 % between configurations). Writes bench/results/fieldmd.json and fieldmd.md
 (fieldmd_t1.* with --threads 1).
 
-    python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10] [--compile]
+    python bench/fieldmd.py --ff MODEL --bec MODEL [--sizes 160,640,1280] [--k 10] [--extrapolate] [--compile]
         [--min-steps 10] [--repeats 5]
 """
 
@@ -153,18 +153,19 @@ def worker(args) -> dict:
     ff64 = MACECalculator(
         model_paths=str(Path(args.ff) / "ff.model"), device="cpu", default_dtype="float64"
     )
+    schedule = {"bec_interval": args.k, "bec_extrapolate": args.extrapolate}  # the k runs
     calcs = {
         "bare": ff32,
         "bare_mlp": MACEForceField(Path(args.ff) / "ff_float32.model", tabulate=False),
         "bare_e3nn": MACEForceField(Path(args.ff) / "ff_float32.model", fuse=False, tabulate=False),
         "bare_mace": mace32,
         "field_k1": FieldCalculator(ff32, bec32, field, bec_interval=1),
-        f"field_k{args.k}": FieldCalculator(ff32, bec32, field, bec_interval=args.k),
+        f"field_k{args.k}": FieldCalculator(ff32, bec32, field, **schedule),
         "composite": Composite(
             ff64, BECCalculator(load_model(args.bec, dtype=torch.float64)), field
         ),
     }
-    calcs[f"field_npt_k{args.k}"] = FieldCalculator(ff32, bec32, field, bec_interval=args.k)
+    calcs[f"field_npt_k{args.k}"] = FieldCalculator(ff32, bec32, field, **schedule)
     if args.compile:
         t0 = time.perf_counter()
         ffc = load_calculator(args.ff, dtype="float32", compile=True)
@@ -173,12 +174,12 @@ def worker(args) -> dict:
         a.get_forces()
         out["compile_s"] = time.perf_counter() - t0
         calcs["bare_compiled"] = ffc
-        calcs[f"field_k{args.k}_compiled"] = FieldCalculator(ffc, bec32, field, bec_interval=args.k)
+        calcs[f"field_k{args.k}_compiled"] = FieldCalculator(ffc, bec32, field, **schedule)
         calcs[f"field_npt_k{args.k}_compiled"] = FieldCalculator(
             load_calculator(args.ff, dtype="float32", compile=True),
             bec32,
             field,
-            bec_interval=args.k,
+            **schedule,
         )
     calls = {"bec_predict": partial(predict_bec, bec32, atoms)}  # Z* of all atoms, float32
     n = {name: steps for name in calcs} | {"composite": max(2, steps // 2), "bec_predict": 3}
@@ -202,8 +203,9 @@ def memory_worker(args) -> dict:
 
     ff = load_calculator(args.ff, dtype="float32", compile=args.memory == "compiled")
     calc = FieldCalculator(
-        ff, load_model(args.bec, dtype=torch.float32), np.array([0, 0, 0.005]), bec_interval=args.k
-    )
+        ff, load_model(args.bec, dtype=torch.float32), np.array([0, 0, 0.005]),
+        bec_interval=args.k, bec_extrapolate=args.extrapolate,
+    )  # fmt: skip
     _dynamics(cell_of(args.size, args.system), calc).run(20)
     return {"peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
 
@@ -214,6 +216,7 @@ def main() -> None:
     p.add_argument("--bec", required=True)
     p.add_argument("--sizes", default="160,640,1280")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--extrapolate", action="store_true", help="Z* extrapolated between refreshes")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument(
         "--min-steps", type=int, default=10,
@@ -235,6 +238,7 @@ def main() -> None:
                "--repeats", str(args.repeats), "--threads", str(args.threads), "--system", args.system, "--size", str(n),
                "--min-steps", str(args.min_steps)]  # fmt: skip
         cmd += ["--compile"] if args.compile else []
+        cmd += ["--extrapolate"] if args.extrapolate else []
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         for mode in ["eager"] + (["compiled"] if args.compile else []):
@@ -277,7 +281,9 @@ def main() -> None:
     lines = [
         f"# Field-MD step cost ({meta['machine']}, {meta['date']})",
         "",
-        meta["system"] + f"; Z* refresh interval k = {args.k}.",
+        meta["system"]
+        + f"; Z* refresh interval k = {args.k}"
+        + (", Z* extrapolated between refreshes." if args.extrapolate else "."),
         "",
         f"| atoms | bare (ms) | bare, radial MLP (ms) | bare, MLP + e3nn conv. (ms) | MACECalculator (ms) | field k=1 (ms) | field k={args.k} (ms) | composite (ms) | Z* predict (ms) "
         f"| Z* / bare | P1 k=1 | P1 k={args.k} | P2 vs k=1 | P2 vs k={args.k} | µs/atom/step | peak RSS (GiB) "
