@@ -57,3 +57,27 @@ def test_default_fig2a_frames_are_the_held_out_dft_frames():
     frames = io.read(cfg.path(cfg.report.parity_data))
     # data/catio3/CARD.md: 20-atom snapshots 5 and 11 are the validation split no model sees
     assert {int(frames[i].info["label_id"]) for i in cfg.report.parity_indices} == {5, 11}
+
+
+def test_md_tasks_carry_the_z_schedule(tmp_path):
+    """``[dielectric] bec_extrapolate`` reaches each field task and renames its run folder (no
+    resume of a held-Z* checkpoint); the heating run and, with it off, every folder keep
+    their names."""
+    from dataclasses import replace
+
+    from bornfield.label.generators import cubic_perovskite
+    from bornfield.pipeline import md_tasks
+
+    ff, bec = tmp_path / "ff.model", tmp_path / "bec.pt"
+    ff.write_bytes(b"ff")
+    bec.write_bytes(b"bec")
+    cfg = load_config()
+    start = cubic_perovskite()
+    held = md_tasks(cfg, start, ff, bec, tmp_path)
+    on = replace(cfg, dielectric=replace(cfg.dielectric, bec_extrapolate=True))
+    extrapolated = md_tasks(on, start, ff, bec, tmp_path)
+    assert [t.name for t in held] == [t.name for t in extrapolated]
+    for a, b in zip(held, extrapolated, strict=True):
+        assert not a.bec_extrapolate
+        assert b.bec_extrapolate == (b.name != "heating")
+        assert (a.out == b.out) == (b.name == "heating")
