@@ -9,6 +9,7 @@ from helpers import cubic_catio3, run_cli
 from bornfield.data import io
 from bornfield.data.splits import (
     farthest_point_sampling,
+    held_out_ids,
     kfold,
     random_split,
     split_by_label_id,
@@ -116,3 +117,13 @@ def test_split_files(tmp_path):
     io.write(tmp_path / "a.xyz", a)
     with pytest.raises(ValueError, match="a.xyz: a frame without"):
         split_files(ids)
+
+
+def test_held_out_ids(tmp_path):
+    """The split file's names are relative to its folder; a broken file is named."""
+    f = tmp_path / "splits.json"
+    f.write_text('{"test_label_ids": {"a.xyz": [1, 7], "b.xyz": []}}')
+    assert held_out_ids(f) == {tmp_path / "a.xyz": (1, 7), tmp_path / "b.xyz": ()}
+    f.write_text('{"test_ids": {}}')
+    with pytest.raises(ValueError, match="splits.json: not a split file"):
+        held_out_ids(f)

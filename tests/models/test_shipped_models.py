@@ -10,10 +10,12 @@ import pytest
 from helpers import cubic_catio3
 
 from bornfield.data import io
+from bornfield.data.splits import held_out_ids
 from bornfield.models.bec import load_model, predict_bec
 
 ROOT = Path(__file__).resolve().parents[2]
-CATIO3_TEST_IDS = (4, 9, 14, 19)  # the validation split of data/catio3/CARD.md
+TEST_IDS = held_out_ids(ROOT / "data/catio3/splits.json")  # data/catio3/CARD.md's split
+CATIO3_TEST_IDS = TEST_IDS[ROOT / "data/catio3/catio3_5atom.xyz"]
 
 
 def test_catio3_bec_model_on_held_out_dft_frames():
@@ -84,7 +86,7 @@ def test_catio3_force_field_on_held_out_tilted_dft_frames():
     frames = [
         a
         for a in io.read(ROOT / "data/catio3/catio3_20atom_md.xyz")
-        if a.info["label_id"] in (5, 11)
+        if a.info["label_id"] in TEST_IDS[ROOT / "data/catio3/catio3_20atom_md.xyz"]
     ]
     assert len(frames) == 2
     errors = []

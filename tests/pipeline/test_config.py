@@ -51,12 +51,20 @@ def test_paper_preset_prints_its_cost_first():
 
 
 def test_default_fig2a_frames_are_the_held_out_dft_frames():
+    from pathlib import Path
+
     from bornfield.data import io
+    from bornfield.data.splits import held_out_ids
+
+    ROOT = Path(__file__).resolve().parents[2]
 
     cfg = load_config()
     frames = io.read(cfg.path(cfg.report.parity_data))
-    # data/catio3/CARD.md: 20-atom snapshots 5 and 11 are the validation split no model sees
-    assert {int(frames[i].info["label_id"]) for i in cfg.report.parity_indices} == {5, 11}
+    # data/catio3/CARD.md: the 20-atom validation split no model sees
+    held_out = held_out_ids(ROOT / "data/catio3/splits.json")[
+        ROOT / "data/catio3/catio3_20atom_md.xyz"
+    ]
+    assert {int(frames[i].info["label_id"]) for i in cfg.report.parity_indices} == set(held_out)
 
 
 def test_md_tasks_carry_the_z_schedule(tmp_path):

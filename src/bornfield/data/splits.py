@@ -35,6 +35,19 @@ def split_by_label_id(frames: Sequence[Atoms], test_ids: Sequence[int]) -> tuple
     return [k for k in range(len(frames)) if k not in test], test
 
 
+def held_out_ids(path: str | Path) -> dict[Path, tuple[int, ...]]:
+    """A dataset's validation split from its JSON file (``{"test_label_ids": {file: [ids]}}``,
+    files relative to the JSON's folder), for :func:`split_files`."""
+    import json
+
+    path = Path(path)
+    try:
+        ids = json.loads(path.read_text())["test_label_ids"]
+        return {path.parent / name: tuple(int(i) for i in v) for name, v in ids.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a split file ({type(exc).__name__}: {exc})") from None
+
+
 def split_files(test_ids: Mapping[str | Path, Sequence[int]]) -> tuple[list[Atoms], list[Atoms]]:
     """Frames (train, test) of several dataset files, each with its own held-out label ids (as
     ``split_by_label_id``). Files not written yet are skipped; the test set may be empty (held-out
