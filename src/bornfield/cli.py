@@ -522,6 +522,7 @@ def _cmd_dielectric_md(args: argparse.Namespace) -> None:
 
 def _cmd_phases(args: argparse.Namespace) -> None:
     import json
+    from dataclasses import fields
 
     from ase.io import read
 
@@ -534,7 +535,8 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     if not (run / "trajectory.xyz").exists():
         raise BornfieldError(f"{run}: no trajectory.xyz (run `bornfield md` with a ramp first)")
     meta = json.loads((run / "config.json").read_text())
-    meta.pop("field_V_per_A", None)
+    # the MD settings only, not what the calculator added (field, reference, Z* schedule)
+    meta = {k: v for k, v in meta.items() if k in {f.name for f in fields(MDConfig)}}
     if meta.get("ramp"):
         meta["ramp"] = tuple(meta["ramp"])
     md = MDConfig(**meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -85,12 +86,35 @@ def test_resume_equals_uninterrupted(tmp_path, extrapolate):
     other = calc(field=(0.0, 0.0, 0.03))
     with pytest.raises(BornfieldError, match=r"another run \(.*field_V_per_A"):
         run_md(ref, other, cfg, tmp_path / "b", log=lambda m: None)
-    if extrapolate:  # so is another Z* schedule
-        held = _field_calc(ref, interval=3)
-        with pytest.raises(BornfieldError, match=r"another run \(bec_extrapolate True -> None"):
-            run_md(ref, held, cfg, tmp_path / "b", log=lambda m: None)
+    # so is another Z* schedule: the other way of bridging refreshes, or another interval
+    flipped = _field_calc(ref, interval=3, extrapolate=not extrapolate)
+    change = f"bec_extrapolate {extrapolate} -> {not extrapolate}"
+    with pytest.raises(BornfieldError, match=rf"another run \({change}"):
+        run_md(ref, flipped, cfg, tmp_path / "b", log=lambda m: None)
+    every_4 = _field_calc(ref, interval=4, extrapolate=extrapolate)
+    with pytest.raises(BornfieldError, match=r"another run \(bec_interval 3 -> 4"):
+        run_md(ref, every_4, cfg, tmp_path / "b", log=lambda m: None)
     longer = replace(cfg, steps=35)
     assert run_md(ref, calc(), longer, tmp_path / "b", log=lambda m: None)
+
+
+def test_resume_of_a_checkpoint_without_the_z_schedule(tmp_path):
+    """Runs checkpointed before the Z* schedule was recorded resume under held Z* (the only
+    schedule then) with any interval, and refuse extrapolation."""
+    ref = cubic_perovskite().repeat((2, 1, 1))
+    cfg = MDConfig(ensemble="langevin", temperature=300, timestep=1.0, steps=10, seed=7,
+                   log_interval=1, traj_interval=5, checkpoint_interval=5)  # fmt: skip
+    run_md(ref, _field_calc(ref, interval=3), cfg, tmp_path, log=lambda m: None, stop_after=5)
+    config = tmp_path / "config.json"
+    meta = json.loads(config.read_text())
+    assert (meta["bec_interval"], meta["bec_extrapolate"]) == (3, False)
+    del meta["bec_interval"], meta["bec_extrapolate"]
+    config.write_text(json.dumps(meta))
+    with pytest.raises(BornfieldError, match=r"another run \(bec_extrapolate False -> True"):
+        run_md(ref, _field_calc(ref, interval=3, extrapolate=True), cfg, tmp_path, log=print)
+    logs: list[str] = []
+    run_md(ref, _field_calc(ref, interval=4), cfg, tmp_path, log=logs.append)
+    assert any(m.startswith("resuming at step 5") for m in logs)
 
 
 def test_langevin_keeps_centre_of_mass(tmp_path):

@@ -26,7 +26,7 @@ def test_field_md_runs_and_resumes(tiny_ff, tiny_bec, tmp_path):
     assert r.returncode == 0 and "resuming at step 20" in r.stdout + r.stderr
     assert len(np.genfromtxt(tmp_path / "run" / "observables.csv", delimiter=",", names=True)) == 7
     r = run_cli(*args, "--bec-extrapolate")  # another Z* schedule: not this run's continuation
-    assert r.returncode == 2 and "bec_extrapolate None -> True" in r.stderr
+    assert r.returncode == 2 and "bec_extrapolate False -> True" in r.stderr
     assert len(np.genfromtxt(tmp_path / "run" / "observables.csv", delimiter=",", names=True)) == 7
 
 

@@ -144,15 +144,25 @@ def reference_hash(ref_scaled: np.ndarray) -> str:
 
 #: settings a resumed run may change: its length and the blow-up thresholds
 RESUMABLE_CHANGES = ("steps", "max_force", "min_distance", "max_volume_change")
+#: settings recorded only since a later version: a checkpoint without one ran under the value
+#: given here (None: not known, so any value resumes it)
+LATER_KEYS = {"bec_interval": None, "bec_extrapolate": False}
+
+
+def _changed(old: dict, new: dict, key: str) -> bool:
+    if key in RESUMABLE_CHANGES:
+        return False
+    if key not in old and key in LATER_KEYS:
+        return LATER_KEYS[key] is not None and new.get(key) != LATER_KEYS[key]
+    return old.get(key) != new.get(key)
 
 
 def _check_same_run(path: Path, meta: dict) -> None:
     """Refuse to resume a checkpoint under other physics (ensemble, field, timestep, ...)."""
     old = json.loads(path.read_text())
-    diff = [k for k in sorted(set(old) | set(meta)) if k not in RESUMABLE_CHANGES
-            and old.get(k) != meta.get(k)]  # fmt: skip
+    diff = [k for k in sorted(set(old) | set(meta)) if _changed(old, meta, k)]
     if diff:
-        changes = ", ".join(f"{k} {old.get(k)} -> {meta.get(k)}" for k in diff)
+        changes = ", ".join(f"{k} {old.get(k, LATER_KEYS.get(k))} -> {meta.get(k)}" for k in diff)
         raise BornfieldError(
             f"{path.parent}: holds a checkpoint of another run ({changes}); "
             "resume with the same settings or use another output folder"
@@ -250,8 +260,9 @@ def run_md(
     meta = asdict(cfg)
     if getattr(calc, "field", None) is not None:
         meta["field_V_per_A"] = [float(x) for x in calc.field]
-    if getattr(calc, "bec_extrapolate", False):  # the Z* schedule (absent: held Z*)
-        meta["bec_interval"], meta["bec_extrapolate"] = calc.bec_interval, True
+    if hasattr(calc, "bec_interval"):  # the Z* schedule: refresh interval, held or extrapolated
+        meta["bec_interval"] = int(calc.bec_interval)
+        meta["bec_extrapolate"] = bool(getattr(calc, "bec_extrapolate", False))
     if getattr(calc, "ref_scaled", None) is not None:  # P is measured from this structure
         meta["reference_sha256"] = reference_hash(calc.ref_scaled)
     meta = json.loads(json.dumps(meta))  # tuples as lists, as read back
