@@ -111,7 +111,7 @@ def test_cli_checkpoint_interval(tmp_path):
     io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
     out = tmp_path / "l.xyz"
     r = run_cli("label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
-                "--np", "1", "--checkpoint-min", "0")  # fmt: skip
+                "--np", "1", "--kpt-length", "6", "--checkpoint-min", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
     (frame,) = io.read(out)
     assert json.loads(frame.info["provenance"])["scf_restarts"] >= 1
@@ -126,7 +126,7 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
     out = tmp_path / "l.xyz"
     args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
-            "--np", "1"]  # fmt: skip
+            "--np", "1", "--kpt-length", "6"]  # fmt: skip
     abo = tmp_path / "l.xyz.job" / "s00000" / "gs" / "run.abo"
 
     def stop_at(step: int) -> None:
@@ -242,7 +242,8 @@ def test_unconverged_scf_is_reported_and_skipped(tmp_path):
     structures = tmp_path / "s.xyz"
     io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
     out = tmp_path / "l.xyz"
-    args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec"]
+    args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
+            "--kpt-length", "6"]  # fmt: skip
     r = run_cli(*args, "--nstep", "2")
     assert r.returncode == 2
     assert "structure 0: SCF not converged in nstep=2" in r.stderr
