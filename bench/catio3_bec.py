@@ -39,8 +39,6 @@ from results_md import write_results_md
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-# data/catio3/CARD.md: each file's fixed validation split (label ids)
-DATA = FIVE_ATOM  # file → held-out label ids
 SHIP = ROOT / "models/catio3/bec"
 EPOCHS = 600
 
@@ -54,13 +52,6 @@ def cubic_error(model) -> float:
     dft = np.asarray(ref["born_charges"]).reshape(5, 3, 3)
     dft = dft - dft.mean(axis=0)
     return float(np.abs(predict_bec(model, cubic_perovskite("CaTiO3", 3.84)) - dft).max())
-
-
-def load_split() -> tuple[list, list]:
-    """(train, test) frames over the data files; each frame's ``info["source"]`` names its file."""
-    from bornfield.data.splits import split_files
-
-    return split_files(DATA)
 
 
 def _ids(frames) -> list[str]:
@@ -86,10 +77,13 @@ def main() -> None:
         evaluate_bec,
     )
     from bornfield.data import io
+    from bornfield.data.splits import split_files
     from bornfield.models.bec import load_model, predict_bec, predict_epsilon
     from bornfield.models.bec_train import BECTrainConfig, train_bec
 
-    train, test = load_split()
+    # the 5-atom files' fixed validation splits (data/catio3/splits.json); info["source"] is
+    # each frame's file
+    train, test = split_files(FIVE_ATOM)
     n = len(train)
     vf = 0.0 if n < 20 else 0.1
     head = args.epsilon_head
@@ -111,7 +105,7 @@ def main() -> None:
     test_max = max(float(np.abs(z - d).max()) for z, d in zip(pred, dft, strict=True))
     ids = _ids(test)
     bec_parity_plot(test, pred, work / "parity_test.png", title=f"CaTiO3, {len(test)} held-out")
-    first = next(iter(DATA)).name  # batch 1: the same four test frames in every row
+    first = next(iter(FIVE_ATOM)).name  # batch 1: the same four test frames in every row
     b1 = [k for k, a in enumerate(test) if a.info["source"] == first]
     mae_b1 = bec_metrics([test[k] for k in b1], [pred[k] for k in b1])["bec_mae_e"]
     row = {
@@ -160,7 +154,7 @@ def main() -> None:
     meta = {
         "machine": f"{platform.node()} {platform.machine()}, {args.threads} torch thread(s)",
         "date": row["date"],
-        "data": ", ".join(str(f.relative_to(ROOT)) for f in DATA),
+        "data": ", ".join(str(f.relative_to(ROOT)) for f in FIVE_ATOM),
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [
