@@ -78,7 +78,7 @@ def test_phases_cli_on_a_planted_transition(tmp_path):
     assert abs(md.target(39 * md.traj_interval) - temps[-1]) < 2
     run = tmp_path / "run"
     run.mkdir()
-    # as `run_md` writes it for a field calculator: the MD settings and the calculator's
+    # as `run_md` writes it for a field calculator: the MD settings and the calculator's keys
     calc_keys = {"field_V_per_A": [0.0, 0.0, 0.0], "reference_sha256": "0" * 16,
                  "bec_interval": 10, "bec_extrapolate": False}  # fmt: skip
     (run / "config.json").write_text(json.dumps(asdict(md) | calc_keys))
