@@ -85,7 +85,7 @@ def main() -> None:
     # each frame's file
     train, test = split_files(FIVE_ATOM)
     n = len(train)
-    vf = 0.0 if n < 20 else 0.1
+    vf = 0.0 if n < 50 else 0.1  # a validation split of >= 5 frames, or none (see the notes)
     head = args.epsilon_head
     cfg = {"epsilon_head": True} if head else None
     work = Path(args.work) / (f"n{n}_eps" if head else f"n{n}")

@@ -246,3 +246,8 @@ def test_training_without_validation_split(tmp_path):
     assert "no validation split" in logs[0]
     card = json.loads((tmp_path / "card.json").read_text())
     assert card["n_train_frames"] == card["n_valid_frames"] == 2
+    # the default split of a small dataset holds out too few frames to steer by: a warning
+    logs.clear()
+    train_bec(frames, tmp_path / "split", {"channels": 4}, BECTrainConfig(max_epochs=1),
+              log=logs.append)  # fmt: skip
+    assert "warning: 1 validation frame(s) steer the learning rate" in logs[0]

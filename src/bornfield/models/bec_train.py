@@ -19,6 +19,9 @@ from bornfield.models.bec import MODEL_FILE, build_graph, collate, run_model, sa
 from bornfield.models.bec_model import BECConfig, BECModel, config_dict
 
 CHECKPOINT = "checkpoint.pt"
+#: fewer validation frames than this steer the learning rate and early stopping by chance
+#: (bench/results/catio3_bec.md, row 21)
+MIN_VALID = 5
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ def train_bec(
             raise BornfieldError(f"{source}: need at least 2 frames to hold out a validation set")
         tr, va = random_split(len(frames), train_cfg.valid_fraction, train_cfg.seed)
         train_frames, valid_frames = [frames[i] for i in tr], [frames[i] for i in va]
+        if len(va) < MIN_VALID:
+            log(f"{source}: warning: {len(va)} validation frame(s) steer the learning rate "
+                "and early stopping by chance; with few frames use valid_fraction 0")  # fmt: skip
     else:
         train_frames, valid_frames = frames, list(valid)
     torch.manual_seed(train_cfg.seed)
