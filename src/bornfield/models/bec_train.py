@@ -76,7 +76,8 @@ def train_bec(
         train_frames, valid_frames = [frames[i] for i in tr], [frames[i] for i in va]
         if len(va) < MIN_VALID:
             log(f"{source}: warning: {len(va)} validation frame(s) steer the learning rate "
-                "and early stopping by chance; with few frames use valid_fraction 0")  # fmt: skip
+                "and early stopping by chance; with few frames use valid_fraction 0 "
+                "(--valid-fraction 0)")  # fmt: skip
     else:
         train_frames, valid_frames = frames, list(valid)
     torch.manual_seed(train_cfg.seed)
