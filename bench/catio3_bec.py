@@ -79,13 +79,14 @@ def main() -> None:
     from bornfield.data import io
     from bornfield.data.splits import split_files
     from bornfield.models.bec import load_model, predict_bec, predict_epsilon
-    from bornfield.models.bec_train import BECTrainConfig, train_bec
+    from bornfield.models.bec_train import MIN_VALID, BECTrainConfig, train_bec
 
     # the 5-atom files' fixed validation splits (data/catio3/splits.json); info["source"] is
     # each frame's file
     train, test = split_files(FIVE_ATOM)
     n = len(train)
-    vf = 0.0 if n < 50 else 0.1  # a validation split of >= 5 frames, or none (see the notes)
+    # a 10 % validation split only when it holds MIN_VALID frames (below: none; see the notes)
+    vf = 0.1 if round(0.1 * n) >= MIN_VALID else 0.0
     head = args.epsilon_head
     cfg = {"epsilon_head": True} if head else None
     work = Path(args.work) / (f"n{n}_eps" if head else f"n{n}")
