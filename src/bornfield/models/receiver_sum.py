@@ -84,3 +84,9 @@ class _OuterSum(torch.autograd.Function):
 def receiver_sum(y: torch.Tensor, a: torch.Tensor, table: Table) -> torch.Tensor:
     """``out[i] = Σ_{e → i} y_e a_eᵀ`` for ``y: [E, p]``, ``a: [E, q]``; returns ``[n, p, q]``."""
     return _OuterSum.apply(padded(y, table), padded(a, table))
+
+
+def receiver_sum_padded(y: torch.Tensor, a: torch.Tensor, table: Table) -> torch.Tensor:
+    """:func:`receiver_sum` with ``y`` already laid out by receiver (``padded(y, table)``), for a
+    ``y`` shared by several sums."""
+    return _OuterSum.apply(y, padded(a, table))
