@@ -86,12 +86,19 @@ def _dynamics(atoms, calc, ensemble: str = "langevin"):
 
 
 def time_interleaved(
-    atoms, calcs: dict, steps: dict, repeats: int, npt: set = frozenset(), calls: dict | None = None
+    atoms,
+    calcs: dict,
+    steps: dict,
+    repeats: int,
+    npt: set = frozenset(),
+    calls: dict | None = None,
+    rounds: dict | None = None,
 ) -> dict:
     """Seconds per MD step of each calculator: the minimum over ``repeats`` rounds, each round
     timing every calculator in turn, so that slow phases of a shared machine hit all alike.
     Calculators named in ``npt`` run under MTK NpT, the others under Langevin NVT. ``calls``
-    (name → function) are timed in the same rounds, ``steps[name]`` calls each."""
+    (name → function) are timed in the same rounds, ``steps[name]`` calls each. ``rounds``, if
+    given, receives every round's time per step (name → list), for ratios paired by round."""
     runs = {
         name: partial(_dynamics(atoms, calc, "npt" if name in npt else "langevin").run, steps[name])
         for name, calc in calcs.items()
@@ -100,11 +107,15 @@ def time_interleaved(
         f()  # warm-up
         runs[name] = partial(lambda f, n: [f() for _ in range(n)], f, steps[name])
     best = dict.fromkeys(runs, np.inf)
+    per_round: dict = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             t0 = time.perf_counter()
             run()
-            best[name] = min(best[name], (time.perf_counter() - t0) / steps[name])
+            per_round[name].append((time.perf_counter() - t0) / steps[name])
+            best[name] = min(best[name], per_round[name][-1])
+    if rounds is not None:
+        rounds.update(per_round)
     return best
 
 
@@ -184,8 +195,10 @@ def worker(args) -> dict:
     calls = {"bec_predict": partial(predict_bec, bec32, atoms)}  # Z* of all atoms, float32
     n = {name: steps for name in calcs} | {"composite": max(2, steps // 2), "bec_predict": 3}
     npt = {f"field_npt_k{args.k}", f"field_npt_k{args.k}_compiled"}
-    for name, t in time_interleaved(atoms, calcs, n, args.repeats, npt, calls).items():
+    per_round: dict = {}
+    for name, t in time_interleaved(atoms, calcs, n, args.repeats, npt, calls, per_round).items():
         out[f"{name}_s"] = t
+    out["rounds_s"] = per_round
     out["peak_rss_GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return out
 
@@ -272,6 +285,9 @@ def main() -> None:
         kc = f"field_k{args.k}_compiled_s"
         kn = f"field_npt_k{args.k}_compiled_s"
         per_atom_c = [1e6 * r[kc] / r["n_atoms"] for r in rows]
+        for r in rows:  # P1 paired by round: each field block against the bare block beside it
+            ratio = np.divide(r["rounds_s"][kc[:-2]], r["rounds_s"]["bare_compiled"])
+            r["P1_compiled_paired"] = [float(x) for x in np.percentile(ratio, [0, 50, 100])]
         meta["P3_per_atom_spread_compiled"] = max(per_atom_c) / min(per_atom_c)
     RESULTS.mkdir(exist_ok=True)
     stem = args.name or "fieldmd" + ("_catio3" if args.system == "catio3" else "") + (
@@ -311,16 +327,18 @@ def main() -> None:
             "",
             f"| atoms | compile + first call (s) | bare compiled (ms) | eager / compiled, bare "
             f"| field k={args.k} compiled (ms) | eager / compiled, field | P1 compiled "
+            "| P1 compiled, paired by round: median [range] "
             f"| P2 vs compiled field k={args.k} | µs/atom/step | NpT field k={args.k} compiled (ms) "
             "| eager / compiled, NpT | peak RSS, field MD alone (GiB) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r, pa in zip(rows, per_atom_c, strict=True):
             lines.append(
                 f"| {r['n_atoms']} | {r['compile_s']:.1f} | {1e3 * r['bare_compiled_s']:.0f} "
                 f"| {r['bare_s'] / r['bare_compiled_s']:.2f} | {1e3 * r[kc]:.0f} "
                 f"| {r[k] / r[kc]:.2f} | {r[kc] / r['bare_compiled_s']:.2f} "
-                f"| {r['composite_s'] / r[kc]:.2f} | {pa:.0f} | {1e3 * r[kn]:.0f} "
+                "| {1:.3f} [{0:.3f}–{2:.3f}] ".format(*r["P1_compiled_paired"])
+                + f"| {r['composite_s'] / r[kc]:.2f} | {pa:.0f} | {1e3 * r[kn]:.0f} "
                 f"| {r[f'field_npt_k{args.k}_s'] / r[kn]:.2f} "
                 f"| {r['peak_rss_field_md_compiled_GiB']:.2f} |"
             )
