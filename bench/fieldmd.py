@@ -286,7 +286,8 @@ def main() -> None:
         kn = f"field_npt_k{args.k}_compiled_s"
         per_atom_c = [1e6 * r[kc] / r["n_atoms"] for r in rows]
         for r in rows:  # P1 paired by round: each field block against the bare block beside it
-            ratio = np.divide(r["rounds_s"][kc[:-2]], r["rounds_s"]["bare_compiled"])
+            field = r["rounds_s"][f"field_k{args.k}_compiled"]
+            ratio = np.divide(field, r["rounds_s"]["bare_compiled"])
             r["P1_compiled_paired"] = [float(x) for x in np.percentile(ratio, [0, 50, 100])]
         meta["P3_per_atom_spread_compiled"] = max(per_atom_c) / min(per_atom_c)
     RESULTS.mkdir(exist_ok=True)
