@@ -59,6 +59,20 @@ def test_straight_line_with_correlated_noise_is_no_transition():
     assert not res["significant"] and res["p_value"] > 0.01
 
 
+def test_order_parameter_that_rises_again_is_no_transition():
+    """A V-shaped series (falling, then rising faster), as the tilts of the default CaTiO3
+    heating below its transition: a kink the F statistic resolves, but no order parameter
+    vanishing at Tc."""
+    rng = np.random.default_rng(3)
+    t = np.linspace(300, 1500, 300)
+    y = np.where(t < 1300, 170 - 0.04 * (t - 300), 130 + 0.11 * (t - 1300))
+    res = P.transition_temperature(t, y + rng.normal(0, 3, len(t)))
+    assert res["p_value"] < 0.01 and not res["ordering"] and not res["significant"]
+    falling = np.where(t < 1300, 0.15 * (1300 - t), 0.0) + rng.normal(0, 3, len(t))
+    res = P.transition_temperature(t, falling)
+    assert res["ordering"] and res["significant"] and abs(res["Tc_K"] - 1300) < 50
+
+
 def test_bad_input():
     with pytest.raises(BornfieldError, match="one temperature per frame"):
         P.analyze_heating([pnma_catio3()], [300, 400])

@@ -133,9 +133,13 @@ def transition_temperature(
     residuals resampled in blocks (points in time order, e.g. along a ramp); ``significant``
     says whether the kink beats a single straight line: the F statistic of the hinge against
     the line, maximised over Tc, is compared with its distribution under a straight line
-    (the line plus its own residuals resampled in blocks, ``n_boot`` times), p < 0.01. A
-    textbook F-test took the fitted Tc and the correlation of points along a run as free, and
-    called 17 of 20 straight lines with strongly correlated noise transitions.
+    (the line plus its own residuals resampled in blocks, ``n_boot`` times), p < 0.01, and
+    whether the kink has the shape of an order parameter that vanishes at Tc (``ordering``):
+    falling below Tc and flatter above it (|slope above| < |slope below|). A textbook F-test
+    took the fitted Tc and the correlation of points along a run as free, and called 17 of 20
+    straight lines with strongly correlated noise transitions; without the shape condition a
+    V (tilts falling, then rising faster: the default CaTiO3 heating of 2026-12-07) was called
+    a transition at 1317 K.
     """
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -189,13 +193,16 @@ def transition_temperature(
     observed = f_stat(y)
     null = [f_stat(line + resample(y - line)) for _ in range(n_boot)]
     p_value = (1 + sum(f >= observed for f in null)) / (1 + n_boot)
+    ordering = bool(coef[1] < 0 and abs(coef[2]) < abs(coef[1]))
     return {
         "Tc_K": float(tc),
         "Tc_err_K": float(np.std(boots, ddof=1)),
         "slope_below": float(coef[1]),
         "slope_above": float(coef[2]),
         "p_value": p_value,
-        "significant": p_value < 0.01,  # else: no transition resolved in this T range
+        "ordering": ordering,  # the kink of an order parameter vanishing at Tc
+        # else: no transition resolved in this T range
+        "significant": bool(p_value < 0.01 and ordering),
     }
 
 

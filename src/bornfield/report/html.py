@@ -57,7 +57,8 @@ def _tc_text(what: str, tc: dict) -> str:
         return f"{what}: no fit"
     p = f" (p = {tc['p_value']:.1g})" if "p_value" in tc else ""
     if not tc.get("significant", True):
-        return f"{what}: no transition resolved{p}"
+        shape = "" if tc.get("ordering", True) else "; the kink is no vanishing order parameter"
+        return f"{what}: no transition resolved{p}{shape}"
     return f"Tc from {what} = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K{p}"
 
 
