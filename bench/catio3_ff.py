@@ -14,7 +14,8 @@ it the same way each time:
           octahedral tilts against experiment, and E(Pnma) − E(cubic), each relaxed. A force
           field that has seen no tilted cell need not keep Pnma; this is the check that says so.
 Each run adds a row per training set to bench/results/catio3_ff.{json,md} (the learning curve
-as the data grew); --ship copies the model files into models/catio3/ff (the card by hand).
+as the data grew); --ship copies the model files into models/catio3/ff (the card by hand, after
+`bench/ff_md_check.py`, the card's MD check, and `bench/pipeline.py`, the README's numbers).
 
     python bench/catio3_ff.py [--ship] [--frame-weights atoms|equal] [--work /work/runs/catio3_ff]
         [--init MODEL --init-name NAME]   # start from a pretrained model (train ff --init)
