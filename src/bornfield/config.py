@@ -88,7 +88,7 @@ class DielectricConfig:
 class PhasesConfig:
     enabled: bool = True
     t_start: float = 300.0
-    t_end: float = 1500.0
+    t_end: float = 1800.0  # the paper's range (Fig 4); Pnma -> I4/mcm at ~1500 K in experiment
     rate_K_per_ps: float = 100.0
     ensemble: str = "npt"
     timestep: float = 2.0
