@@ -22,6 +22,30 @@ def test_pnma_and_cubic_references():
     assert np.ptp(lat) < 1e-9
 
 
+def test_rotation_modes_of_pnma():
+    """Pnma CaTiO3 is a⁻a⁻c⁺: out-of-phase (R) rotations about two pseudo-cubic axes, in-phase
+    (M) about the third, linear in the distortion amplitude and zero in the cubic cell; a
+    domain variant (the rotations' signs flipped) has the same amplitudes; a pattern the
+    20-atom cell cannot hold is NaN, and a cell that holds none is an error."""
+    axes = P.pseudocubic_axes(pnma_catio3())
+    for amp in (1.0, 0.5, 0.0):
+        a = pnma_catio3(amplitude=amp).repeat((2, 1, 2))
+        r, m = P.rotation_mode_signs(a, axes)
+        rot = P.octahedral_rotations(a, axes)
+        rr, mm = (r[:, None] * rot).mean(0), (m * rot).mean(0)
+        k = int(np.argmax(np.abs(mm)))  # the in-phase axis
+        assert abs(mm[k]) == pytest.approx(8.92 * amp, abs=0.05)
+        assert np.abs(np.delete(mm, k)).max() < 1e-6 and abs(rr[k]) < 1e-6
+        assert np.abs(np.delete(rr, k)) == pytest.approx([8.26 * amp] * 2, abs=0.05)
+        assert (r[:, None] * -rot).mean(0) == pytest.approx(-rr)  # a variant: same |amplitude|
+    r, m = P.rotation_mode_signs(pnma_catio3(), axes)
+    assert np.isfinite(r).all() and np.isfinite(m).sum() == 4  # 20 atoms: R and one M only
+    from bornfield.label.generators import cubic_perovskite
+
+    with pytest.raises(BornfieldError, match="no octahedral rotation pattern fits"):
+        P.rotation_mode_signs(cubic_perovskite("CaTiO3", 3.85), np.eye(3))  # one octahedron
+
+
 def test_detector_finds_planted_transition():
     frames, temps = synthetic_heating()
     res = P.analyze_heating(frames, temps, window=5)
@@ -61,8 +85,8 @@ def test_straight_line_with_correlated_noise_is_no_transition():
 
 def test_order_parameter_that_rises_again_is_no_transition():
     """A V-shaped series (falling, then rising faster), as the tilts of the default CaTiO3
-    heating below its transition: a kink the F statistic resolves, but no order parameter
-    vanishing at Tc."""
+    heating below its transition, or one that falls by a third and levels off: kinks the F
+    statistic resolves, but no order parameter vanishing at Tc."""
     rng = np.random.default_rng(3)
     t = np.linspace(300, 1500, 300)
     y = np.where(t < 1300, 170 - 0.04 * (t - 300), 130 + 0.11 * (t - 1300))
@@ -71,6 +95,11 @@ def test_order_parameter_that_rises_again_is_no_transition():
     falling = np.where(t < 1300, 0.15 * (1300 - t), 0.0) + rng.normal(0, 3, len(t))
     res = P.transition_temperature(t, falling)
     assert res["ordering"] and res["significant"] and abs(res["Tc_K"] - 1300) < 50
+    # falling by a third, then level: rotations that persist (tilt variants hopping)
+    level = np.where(t < 1300, 234 - 0.08 * (t - 300), 154.0) + rng.normal(0, 3, len(t))
+    res = P.transition_temperature(t, level)
+    assert res["p_value"] < 0.01 and not res["ordering"] and not res["significant"]
+    assert 0.6 < res["fraction_left_at_Tc"] < 0.7
 
 
 def test_bad_input():

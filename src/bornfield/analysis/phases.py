@@ -103,6 +103,73 @@ def tilt_angles(
     return np.array([tilt[which == k].mean() if (which == k).any() else np.nan for k in range(3)])
 
 
+def octahedral_rotations(
+    atoms: Atoms,
+    axes: np.ndarray,
+    b_site: str = "Ti",
+    x_site: str = "O",
+    cutoff: float = 2.6,
+) -> np.ndarray:
+    """Signed rotation (degrees) of every B-site octahedron about each pseudo-cubic axis,
+    (n_B, 3): the mean angle, right-handed about the axis, from the nearest in-plane axis to
+    the B→X vectors of the four X in the plane ⊥ the axis. Unlike :func:`tilt_angles` (which
+    averages unsigned B–X–B bends, so thermal bending keeps it far from zero in a cubic
+    phase), its pattern over the octahedra (a⁻a⁻c⁺ in Pnma) averages thermal noise away."""
+    from ase.neighborlist import neighbor_list
+
+    axes = np.asarray(axes, dtype=float)
+    i, j, d = neighbor_list("ijD", atoms, cutoff)
+    sym = np.array(atoms.get_chemical_symbols())
+    keep = (sym[i] == b_site) & (sym[j] == x_site)
+    i, d = i[keep], d[keep] / np.linalg.norm(d[keep], axis=1)[:, None]
+    b_atoms = np.flatnonzero(sym == b_site)
+    out = np.full((len(b_atoms), 3), np.nan)
+    for n, b in enumerate(b_atoms):
+        vecs = d[i == b]
+        for k, a in enumerate(axes):
+            v = vecs[np.abs(vecs @ a) < 0.5]  # the X in the plane ⊥ a
+            if not len(v):
+                continue
+            v = v - np.outer(v @ a, a)
+            ref = np.concatenate([axes[[m for m in range(3) if m != k]]] * 2) * np.repeat(
+                [[1.0], [-1.0]], 2, axis=0
+            )  # ±the two other axes
+            e = ref[np.argmax(v @ ref.T, axis=1)]
+            out[n, k] = np.degrees(np.arctan2(np.cross(e, v) @ a, np.sum(e * v, axis=1))).mean()
+    return out
+
+
+def rotation_mode_signs(
+    atoms: Atoms, axes: np.ndarray, b_site: str = "Ti", cutoff: float = 2.6
+) -> tuple[np.ndarray, np.ndarray]:
+    """The signs of the out-of-phase (R point, ``a⁻``) and in-phase (M point, ``a⁺``) rotation
+    patterns about each pseudo-cubic axis, per B site: (n_B,) and (n_B, 3). From the B sites'
+    integer pseudo-cubic coordinates n: R = (−1)^(n₁+n₂+n₃), M about axis a = the same without
+    n_a. A pattern the cell cannot hold (a lattice vector that flips its sign) is NaN; a cell
+    that holds none of them is an error."""
+    sym = np.array(atoms.get_chemical_symbols())
+    pos = atoms.positions[sym == b_site]
+    rel = (pos - pos[0]) @ np.asarray(axes).T
+    from ase.neighborlist import neighbor_list
+
+    # the B–B spacing: within 2 B–X bonds only nearest B neighbours (the next are √2 further)
+    spacing = float(np.median(neighbor_list("d", atoms[sym == b_site], 2 * cutoff)))
+    n = np.round(rel / spacing).astype(int)
+    # a pattern fits the cell when every lattice vector keeps its sign
+    cell_n = np.round(atoms.cell[:] @ np.asarray(axes).T / spacing).astype(int)
+    fits = [not (cell_n.sum(1) % 2).any()] + [
+        not ((cell_n.sum(1) - cell_n[:, k]) % 2).any() for k in range(3)
+    ]
+    if not any(fits):
+        raise BornfieldError(f"no octahedral rotation pattern fits the cell {cell_n.tolist()}")
+    r = (-1.0) ** n.sum(1) if fits[0] else np.full(len(n), np.nan)
+    m = np.stack(
+        [(-1.0) ** (n.sum(1) - n[:, k]) if fits[k + 1] else np.full(len(n), np.nan)
+         for k in range(3)], axis=1,
+    )  # fmt: skip
+    return r, m
+
+
 def polar_displacement(
     atoms: Atoms, b_site: str = "Ti", x_site: str = "O", cutoff: float = 2.6
 ) -> np.ndarray:
@@ -135,11 +202,14 @@ def transition_temperature(
     the line, maximised over Tc, is compared with its distribution under a straight line
     (the line plus its own residuals resampled in blocks, ``n_boot`` times), p < 0.01, and
     whether the kink has the shape of an order parameter that vanishes at Tc (``ordering``):
-    falling below Tc and flatter above it (|slope above| < |slope below|). A textbook F-test
+    falling below Tc, flatter above it (|slope above| < |slope below|), and at Tc less than
+    half its fitted value at the lowest T (Landau: zero, less a finite-size floor). A textbook
+    F-test
     took the fitted Tc and the correlation of points along a run as free, and called 17 of 20
     straight lines with strongly correlated noise transitions; without the shape condition a
     V (tilts falling, then rising faster: the default CaTiO3 heating of 2026-12-07) was called
-    a transition at 1317 K.
+    a transition at 1317 K, and a rotation order parameter that fell by a third and then
+    levelled off (octahedra still rotated, hopping between tilt variants) one at 1294 K.
     """
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -193,7 +263,8 @@ def transition_temperature(
     observed = f_stat(y)
     null = [f_stat(line + resample(y - line)) for _ in range(n_boot)]
     p_value = (1 + sum(f >= observed for f in null)) / (1 + n_boot)
-    ordering = bool(coef[1] < 0 and abs(coef[2]) < abs(coef[1]))
+    at_start = coef[0] + coef[1] * (t.min() - tc)  # the fit at the lowest T; coef[0]: at Tc
+    ordering = bool(coef[1] < 0 and abs(coef[2]) < abs(coef[1]) and coef[0] < 0.5 * at_start)
     return {
         "Tc_K": float(tc),
         "Tc_err_K": float(np.std(boots, ddof=1)),
@@ -201,6 +272,7 @@ def transition_temperature(
         "slope_above": float(coef[2]),
         "p_value": p_value,
         "ordering": ordering,  # the kink of an order parameter vanishing at Tc
+        "fraction_left_at_Tc": float(coef[0] / at_start) if at_start > 0 else None,
         # else: no transition resolved in this T range
         "significant": bool(p_value < 0.01 and ordering),
     }
@@ -217,10 +289,13 @@ def analyze_heating(
 ) -> dict:
     """Per window of ``window`` consecutive frames: mean T, pseudo-cubic a, b, c, tilts and the
     space group of the time-averaged structure; the space-group sequence per tolerance; Tc from
-    a hinge fit of the ``order_parameter`` per frame: "tilt" (mean squared B–O–B tilt, for
-    a⁻a⁻c⁺ CaTiO3), "polar" (squared mean B off-centring, for ferroelectrics such as BaTiO3)
-    or "lattice" (pseudo-cubic anisotropy max − min of a, b, c); the lattice one is always
-    reported as a cross-check. Each is ∝ (Tc − T) below Tc in Landau theory."""
+    a hinge fit of the ``order_parameter`` per frame: "tilt" (the squared amplitudes of the
+    out-of-phase and in-phase octahedral rotation patterns about the three axes, from
+    :func:`octahedral_rotations` and :func:`rotation_mode_signs`: a⁻a⁻c⁺ CaTiO3, in any domain
+    variant; the unsigned mean squared B–O–B tilt is reported too, but thermal bending keeps it
+    far from zero above Tc), "polar" (squared mean B off-centring, for ferroelectrics such as
+    BaTiO3) or "lattice" (pseudo-cubic anisotropy max − min of a, b, c); the lattice one is
+    always reported as a cross-check. Each is ∝ (Tc − T) below Tc in Landau theory."""
     if order_parameter not in ("tilt", "polar", "lattice"):
         raise BornfieldError(f"order parameter must be tilt, polar or lattice: {order_parameter!r}")
     if len(frames) != len(frame_temperatures):
@@ -246,8 +321,22 @@ def analyze_heating(
         )
     anis = lat.max(1) - lat.min(1)
     tilt_sq = np.array([np.mean(tilt_angles(f, axes, b_site, x_site) ** 2) for f in frames])
+    # the rotations' R (a⁻) and M (a⁺) pattern amplitudes about each axis: which axes and
+    # signs carry them may change along a run (domain variants), their sum of squares may not
+    try:
+        sign_r, sign_m = rotation_mode_signs(frames[0], axes, b_site)
+        rot = np.array([octahedral_rotations(f, axes, b_site, x_site) for f in frames])
+        rot_r = np.nanmean(sign_r[None, :, None] * rot, axis=1)  # (frames, 3), degrees
+        rot_m = np.nanmean(sign_m[None] * rot, axis=1)
+    except BornfieldError:
+        if order_parameter == "tilt":
+            raise
+        rot_r = rot_m = np.full((len(frames), 3), np.nan)  # a cell with no rotation pattern
     polar = np.array([polar_displacement(f, b_site, x_site) for f in frames])
-    order = {"tilt": tilt_sq, "polar": (polar**2).sum(1), "lattice": anis}[order_parameter]
+    order = {
+        "tilt": np.nansum(rot_r**2 + rot_m**2, axis=1), "polar": (polar**2).sum(1),
+        "lattice": anis,
+    }[order_parameter]  # fmt: skip
     enough = len(frames) >= 8
     sequence: dict[str, list] = {}
     for tol in (f"{t:g}" for t in tolerances):
@@ -266,11 +355,13 @@ def analyze_heating(
         "windows": rows,
         "space_group_sequence": sequence,  # per tolerance: [group, first T, last T] runs
         "frame_tilt_sq_deg2": tilt_sq.tolist(),
+        "frame_rotation_R_deg": rot_r.tolist(),  # out-of-phase amplitude about each axis
+        "frame_rotation_M_deg": rot_m.tolist(),  # in-phase amplitude about each axis
         "frame_polar_displacement_A": polar.tolist(),
         "frame_order_parameter": order.tolist(),
         "transition": transition_temperature(temps, order) if enough else None,
         "order_parameter": {
-            "tilt": "mean squared B–O–B tilt (deg²)",
+            "tilt": "tilt modes, Σ R² + M² (deg²)",
             "polar": "squared mean B off-centring (Å²)",
             "lattice": "pseudo-cubic anisotropy (Å)",
         }[order_parameter],
