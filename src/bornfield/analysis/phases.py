@@ -8,6 +8,7 @@ read from the B–O–B bond angles, θ = (180° − ∠BOB)/2, grouped by pseud
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -131,10 +132,9 @@ def octahedral_rotations(
             if not len(v):
                 continue
             v = v - np.outer(v @ a, a)
-            ref = np.concatenate([axes[[m for m in range(3) if m != k]]] * 2) * np.repeat(
-                [[1.0], [-1.0]], 2, axis=0
-            )  # ±the two other axes
-            e = ref[np.argmax(v @ ref.T, axis=1)]
+            others = np.delete(axes, k, axis=0)
+            ref = np.concatenate([others, -others])  # the in-plane axes, both ways
+            e = ref[np.argmax(v @ ref.T, axis=1)]  # the nearest one to each X
             out[n, k] = np.degrees(np.arctan2(np.cross(e, v) @ a, np.sum(e * v, axis=1))).mean()
     return out
 
@@ -147,11 +147,11 @@ def rotation_mode_signs(
     integer pseudo-cubic coordinates n: R = (−1)^(n₁+n₂+n₃), M about axis a = the same without
     n_a. A pattern the cell cannot hold (a lattice vector that flips its sign) is NaN; a cell
     that holds none of them is an error."""
+    from ase.neighborlist import neighbor_list
+
     sym = np.array(atoms.get_chemical_symbols())
     pos = atoms.positions[sym == b_site]
     rel = (pos - pos[0]) @ np.asarray(axes).T
-    from ase.neighborlist import neighbor_list
-
     # the B–B spacing: within 2 B–X bonds only nearest B neighbours (the next are √2 further)
     spacing = float(np.median(neighbor_list("d", atoms[sym == b_site], 2 * cutoff)))
     n = np.round(rel / spacing).astype(int)
@@ -204,12 +204,12 @@ def transition_temperature(
     whether the kink has the shape of an order parameter that vanishes at Tc (``ordering``):
     falling below Tc, flatter above it (|slope above| < |slope below|), and at Tc less than
     half its fitted value at the lowest T (Landau: zero, less a finite-size floor). A textbook
-    F-test
-    took the fitted Tc and the correlation of points along a run as free, and called 17 of 20
-    straight lines with strongly correlated noise transitions; without the shape condition a
-    V (tilts falling, then rising faster: the default CaTiO3 heating of 2026-12-07) was called
-    a transition at 1317 K, and a rotation order parameter that fell by a third and then
-    levelled off (octahedra still rotated, hopping between tilt variants) one at 1294 K.
+    F-test took the fitted Tc and the correlation of points along a run as free, and called 17
+    of 20 straight lines with strongly correlated noise transitions; without the shape
+    condition a V (tilts falling, then rising faster: the default CaTiO3 heating of
+    2026-12-07) was called a transition at 1317 K, and a rotation order parameter that fell by
+    a third and then levelled off (octahedra still rotated, hopping between tilt variants) one
+    at 1294 K.
     """
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -326,8 +326,10 @@ def analyze_heating(
     try:
         sign_r, sign_m = rotation_mode_signs(frames[0], axes, b_site)
         rot = np.array([octahedral_rotations(f, axes, b_site, x_site) for f in frames])
-        rot_r = np.nanmean(sign_r[None, :, None] * rot, axis=1)  # (frames, 3), degrees
-        rot_m = np.nanmean(sign_m[None] * rot, axis=1)
+        with warnings.catch_warnings():  # a pattern the cell cannot hold: all NaN, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rot_r = np.nanmean(sign_r[None, :, None] * rot, axis=1)  # (frames, 3), degrees
+            rot_m = np.nanmean(sign_m[None] * rot, axis=1)
     except BornfieldError:
         if order_parameter == "tilt":
             raise
