@@ -549,8 +549,13 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     write_json(out / "phases.json", res)
     fig4_phases(res, out / "fig4_phases.png")
     tc = res["transition"]
-    if tc:
-        print(f"Tc = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K (tilt order parameter)")
+    if tc and tc["significant"]:
+        print(f"Tc = {tc['Tc_K']:.0f} ± {tc['Tc_err_K']:.0f} K ({res['order_parameter']})")
+    elif tc:  # the best kink, not a transition: too weak (p) or not an order parameter's shape
+        print(
+            f"no transition resolved ({res['order_parameter']}): best kink at {tc['Tc_K']:.0f} K,"
+            f" p = {tc['p_value']:.2g}, vanishing shape: {tc['ordering']}"
+        )
     for g, a, b in res["space_group_sequence"].get("0.1", []):
         print(f"{g}: {a:.0f}-{b:.0f} K")
     print(f"-> {out}")

@@ -88,4 +88,4 @@ def test_phases_cli_on_a_planted_transition(tmp_path):
     res = json.loads((tmp_path / "ph" / "phases.json").read_text())
     assert abs(res["transition"]["Tc_K"] - TC) < 100
     assert (tmp_path / "ph" / "fig4_phases.png").exists()
-    assert "Pnma (62)" in r.stdout
+    assert "Pnma (62)" in r.stdout and "Tc = " in r.stdout
