@@ -44,22 +44,21 @@ def command(ff: str, bec: str, temperature: float, steps: int, out: Path) -> lis
 
 def analyse(run: Path, n_formula: int = 16) -> dict:
     """Means over the run's last two thirds (observables) and last half (trajectory frames)."""
-    import pandas as pd
     from ase.io import read
 
+    from bornfield.analysis.dielectric import read_observables
     from bornfield.analysis.phases import pseudocubic_axes, space_group, tilt_angles, time_average
 
-    obs = pd.read_csv(run / "observables.csv")
-    last = obs[obs.step >= obs.step.max() / 3]
+    last = read_observables(run, discard=1 / 3)
     frames = read(run / "trajectory.xyz", ":")
     half = frames[len(frames) // 2 :]
     tilts = np.array([np.abs(tilt_angles(a, pseudocubic_axes(a))) for a in half])
     return {
-        "steps": int(obs.step.max()),
-        "T_K": round(float(last.temperature_K.mean()), 1),
-        "pressure_GPa": round(float(last.pressure_GPa.mean()), 3),
+        "steps": int(last["step"][-1]),
+        "T_K": round(float(last["temperature_K"].mean()), 1),
+        "pressure_GPa": round(float(last["pressure_GPa"].mean()), 3),
         "cell_A": [round(float(last[c].mean()), 3) for c in ("a_A", "b_A", "c_A")],
-        "pseudocubic_A": round(float((last.volume_A3.mean() / n_formula) ** (1 / 3)), 4),
+        "pseudocubic_A": round(float((last["volume_A3"].mean() / n_formula) ** (1 / 3)), 4),
         "tilt_deg": tilts.mean(axis=0).round(2).tolist(),
         "space_group_time_average": space_group(time_average(half)),
         "frames_averaged": len(half),
