@@ -542,8 +542,12 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     md = MDConfig(**meta)
     frames = read(run / "trajectory.xyz", index=":")
     temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
+    from bornfield.pipeline import order_window_frames
+
     res = analyze_heating(frames, temps, window=args.window, b_site=args.b_site,
-                          x_site=args.x_site)  # fmt: skip
+                          x_site=args.x_site, order_parameter=args.order_parameter,
+                          order_window=order_window_frames(args.order_window_ps, md))  # fmt: skip
+    res["order_window_ps"] = args.order_window_ps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "phases.json", res)
@@ -898,6 +902,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, default=5, help="frames per time-averaged window")
     q.add_argument("--b-site", default="Ti")
     q.add_argument("--x-site", default="O")
+    q.add_argument(
+        "--order-parameter", choices=["tilt", "polar", "lattice"], default="tilt",
+        help="tilt: octahedral rotation modes (CaTiO3); polar: B off-centring (BaTiO3)",
+    )  # fmt: skip
+    q.add_argument(
+        "--order-window-ps", type=float, default=1.0,
+        help="average the order parameter's components over this time before squaring (ps)",
+    )  # fmt: skip
     q.add_argument("--out", required=True)
     q.set_defaults(func=_cmd_phases)
 

@@ -95,6 +95,9 @@ class PhasesConfig:
     traj_interval: int = 20
     window: int = 5  # frames per time-averaged window
     order_parameter: str = "tilt"  # "tilt" (CaTiO3, a−a−c+), "polar" (BaTiO3) or "lattice"
+    # the order parameter's components are averaged over this time before squaring, and Tc is
+    # fitted to these means: a small cell hopping between tilt variants then reads disordered
+    order_window_ps: float = 1.0
     seed: int = 0
 
     @property

@@ -321,6 +321,13 @@ def analyze_dielectric(
     return table
 
 
+def order_window_frames(window_ps: float, md) -> int:
+    """Trajectory frames in ``window_ps`` picoseconds of an MD run (at least one)."""
+    if not window_ps >= 0:
+        raise BornfieldError(f"order window must be >= 0 ps, got {window_ps}")
+    return max(1, round(window_ps * 1000 / (md.timestep * md.traj_interval)))
+
+
 def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
     from ase.io import read
 
@@ -342,7 +349,9 @@ def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
             b_site=cfg.system.b_site,
             x_site=cfg.system.x_site,
             order_parameter=cfg.phases.order_parameter,
+            order_window=order_window_frames(cfg.phases.order_window_ps, md),
         )
+        res["order_window_ps"] = cfg.phases.order_window_ps
         res["observables"] = str(Path(t.out) / "observables.csv")
         return res
     return None

@@ -63,6 +63,35 @@ def test_detector_finds_planted_transition():
     assert np.min(below) > 3 * np.max(above)
 
 
+def test_order_window_sees_tilt_variants_hopping():
+    """An order-disorder transition as a small cell shows it: every frame is rotated as much
+    as the last, in one of two tilt variants, so that over each block of 16 frames the mean
+    sign is √(1 − T/Tc) (Landau), zero above Tc. Per frame the rotation order parameter cannot
+    see it; averaged over the blocks before squaring, it falls to zero at the planted Tc."""
+    rng = np.random.default_rng(4)
+    temps = np.linspace(300, 1800, 160)
+    frames = []
+    for i, t in enumerate(temps):
+        m = np.sqrt(max(0.0, 1 - temps[i - i % 16 : i - i % 16 + 16].mean() / TC))
+        sign = -1.0 if i % 16 < round(16 * (1 - m) / 2) else 1.0  # k of 16 frames flipped
+        a = pnma_catio3(amplitude=sign * 0.8).repeat((2, 1, 2))
+        a.positions += rng.normal(0, 0.01, a.positions.shape)
+        frames.append(a)
+    per_frame = P.analyze_heating(frames, temps, window=8)
+    assert not per_frame["transition"]["significant"]
+    assert per_frame["order_window_frames"] == 1 and len(per_frame["order_values"]) == 160
+    assert np.ptp(per_frame["order_values"]) < 0.05 * per_frame["order_values"][0]
+    res = P.analyze_heating(frames, temps, window=8, order_window=16)
+    assert len(res["order_T_K"]) == len(res["order_values"]) == 10
+    assert res["order_T_K"][0] == pytest.approx(temps[:16].mean())
+    tc = res["transition"]
+    assert tc["significant"] and abs(tc["Tc_K"] - TC) < 150, tc
+    high = np.asarray(res["order_values"])[np.asarray(res["order_T_K"]) > TC + 100]
+    assert high.max() < 0.01 * per_frame["order_values"][0]
+    with pytest.raises(BornfieldError, match="order window must be >= 1"):
+        P.analyze_heating(frames, temps, order_window=0)
+
+
 def test_no_transition_in_noise_gives_wide_error():
     rng = np.random.default_rng(1)
     t = np.linspace(300, 1800, 60)

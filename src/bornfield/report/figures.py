@@ -190,7 +190,15 @@ def fig4_phases(phases: dict, path: Path) -> None:
         title += "; no transition resolved"
     ax.set_title(title)
     ax.legend(fontsize=8)
-    ax2.plot(t, phases["frame_order_parameter"], ".", ms=3, color="C3")
+    n = phases.get("order_window_frames", 1)
+    ax2.plot(t, phases["frame_order_parameter"], ".", ms=2, color="C3", alpha=0.3 if n > 1 else 1,
+             label="per frame")  # fmt: skip
+    if n > 1:  # the block means Tc is fitted to
+        ps = phases.get("order_window_ps")
+        span = f"{ps:g} ps" if ps else f"{n} frames"
+        ax2.plot(phases["order_T_K"], phases["order_values"], "o-", ms=4, color="C3",
+                 label=f"components averaged over {span}")  # fmt: skip
+        ax2.legend(fontsize=7)
     ax2.set(xlabel="T (K)", ylabel=phases["order_parameter"])
     seq = phases["space_group_sequence"].get("0.1", [])
     span = max(np.ptp(t), 1e-9)

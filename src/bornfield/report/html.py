@@ -231,8 +231,10 @@ def write_report(
     phs = results.get("phases")
     if phs and "error" not in phs and phs.get("transition"):
         tc, tl = phs["transition"], phs.get("transition_from_lattice") or {}
+        ps = phs.get("order_window_ps")
+        what = phs["order_parameter"] + (f", components averaged over {ps:g} ps" if ps else "")
         parts.append(
-            f"<h2>Phases</h2><p>{_tc_text(phs['order_parameter'], tc)}; "
+            f"<h2>Phases</h2><p>{_tc_text(what, tc)}; "
             f"{_tc_text('lattice anisotropy', tl)}."
             "</p><p>Space groups of time-averaged windows (tolerance 0.1 Å): "
             + esc(
