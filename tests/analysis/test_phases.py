@@ -71,7 +71,7 @@ def test_order_window_sees_tilt_variants_hopping():
     rng = np.random.default_rng(4)
     temps = np.linspace(300, 1800, 160)
     frames = []
-    for i, t in enumerate(temps):
+    for i in range(len(temps)):
         m = np.sqrt(max(0.0, 1 - temps[i - i % 16 : i - i % 16 + 16].mean() / TC))
         sign = -1.0 if i % 16 < round(16 * (1 - m) / 2) else 1.0  # k of 16 frames flipped
         a = pnma_catio3(amplitude=sign * 0.8).repeat((2, 1, 2))
