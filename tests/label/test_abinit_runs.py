@@ -19,7 +19,14 @@ from helpers import run_cli
 from bornfield.data import io
 from bornfield.data.importers import read_abinit_output
 from bornfield.label import label_structures, preset, run_abinit
-from bornfield.label.abinit import CHECKPOINT, DONE, LabelError, _scf_steps, write_input
+from bornfield.label.abinit import (
+    CHECKPOINT,
+    DONE,
+    LabelError,
+    _nearly_converged,
+    _scf_steps,
+    write_input,
+)
 from bornfield.label.generators import cubic_perovskite, perturbed
 from bornfield.units import EV_PER_A3_TO_GPA
 
@@ -103,6 +110,34 @@ def test_checkpoints_wait_for_scf_steps(tmp_path):
     steps = json.loads((tmp_path / "run" / "gs" / DONE).read_text())["scf_steps"]
     restarts = json.loads(got.info["provenance"])["scf_restarts"]
     assert restarts >= 1 and steps >= 6 * restarts, (steps, restarts)
+
+
+def test_checkpoints_wait_for_an_scf_about_to_converge(tmp_path):
+    """A restart costs the density mixer's history, so a periodic checkpoint waits (and says
+    so in the provenance) while an SCF that stops on forces is about to: its last force change
+    within 10× toldff. Checkpoints due every 2 steps; the labels are the uninterrupted ones."""
+    settings = preset("test", bec=False, kpt_length=6.0, toldff_scf=1e-5)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.0, seed=3)
+    ref = run_abinit(atoms, settings, tmp_path / "ref", 1)
+    got = run_abinit(atoms, settings, tmp_path / "run", 1, checkpoint_s=0.0, checkpoint_steps=2)
+    prov = json.loads(got.info["provenance"])
+    assert prov["scf_restarts"] >= 1 and prov["scf_checkpoints_postponed"] >= 1
+    last = (tmp_path / "run" / "gs" / "run.abo").read_text()
+    assert _scf_steps(last) > 2  # the last run went on past its checkpoint to convergence
+    np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=2e-3)
+
+
+def test_nearly_converged_reads_the_last_force_change():
+    head = "     iter   Etot(hartree)      deltaE(h)  residm     vres2    diffor    maxfor\n"
+    rows = [
+        " ETOT  1  -588.42588461867    -5.884E+02 2.185E-01 6.477E+03 3.943E-01 3.943E-01",
+        " ETOT  2  -588.61234567890    -1.865E-01 1.000E-03 2.000E+01 8.000E-05 3.900E-01",
+    ]
+    assert not _nearly_converged(head + rows[0], 1e-5)
+    assert _nearly_converged(head + "\n".join(rows), 1e-5)  # 8e-5 < 10 × 1e-5
+    assert not _nearly_converged(head + "\n".join(rows), 1e-6)
+    assert not _nearly_converged(head + "\n".join(rows), None)  # no stopping rule on forces
+    assert not _nearly_converged(head, 1e-5)
 
 
 def test_cli_checkpoint_interval(tmp_path):
