@@ -25,8 +25,8 @@ def test_field_md_runs_and_resumes(tiny_ff, tiny_bec, tmp_path):
                 "--checkpoint-interval", "10", "--out", str(tmp_path / "run"))  # fmt: skip
     assert r.returncode == 0 and "resuming at step 20" in r.stdout + r.stderr
     assert len(np.genfromtxt(tmp_path / "run" / "observables.csv", delimiter=",", names=True)) == 7
-    r = run_cli(*args, "--bec-extrapolate")  # another Z* schedule: not this run's continuation
-    assert r.returncode == 2 and "bec_extrapolate False -> True" in r.stderr
+    r = run_cli(*args, "--no-bec-extrapolate")  # another Z* schedule: not this continuation
+    assert r.returncode == 2 and "bec_extrapolate True -> False" in r.stderr
     assert len(np.genfromtxt(tmp_path / "run" / "observables.csv", delimiter=",", names=True)) == 7
 
 

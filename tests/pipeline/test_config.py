@@ -68,9 +68,9 @@ def test_default_fig2a_frames_are_the_held_out_dft_frames():
 
 
 def test_md_tasks_carry_the_z_schedule(tmp_path):
-    """``[dielectric] bec_extrapolate`` reaches each field task and renames its run folder (no
-    resume of a held-Z* checkpoint); the heating run and, with it off, every folder keep
-    their names."""
+    """``[dielectric] bec_extrapolate`` (default on, with k = 15) reaches each field task and
+    renames its run folder (no resume of a held-Z* checkpoint); the heating run and, with it
+    off, every folder keep their names."""
     from dataclasses import replace
 
     from bornfield.label.generators import cubic_perovskite
@@ -80,10 +80,11 @@ def test_md_tasks_carry_the_z_schedule(tmp_path):
     ff.write_bytes(b"ff")
     bec.write_bytes(b"bec")
     cfg = load_config()
+    assert (cfg.dielectric.bec_interval, cfg.dielectric.bec_extrapolate) == (15, True)
     start = cubic_perovskite()
-    held = md_tasks(cfg, start, ff, bec, tmp_path)
-    on = replace(cfg, dielectric=replace(cfg.dielectric, bec_extrapolate=True))
-    extrapolated = md_tasks(on, start, ff, bec, tmp_path)
+    off = replace(cfg, dielectric=replace(cfg.dielectric, bec_extrapolate=False))
+    held = md_tasks(off, start, ff, bec, tmp_path)
+    extrapolated = md_tasks(cfg, start, ff, bec, tmp_path)
     assert [t.name for t in held] == [t.name for t in extrapolated]
     for a, b in zip(held, extrapolated, strict=True):
         assert not a.bec_extrapolate
