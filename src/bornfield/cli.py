@@ -560,6 +560,9 @@ def _cmd_phases(args: argparse.Namespace) -> None:
             f"no transition resolved ({res['order_parameter']}): best kink at {tc['Tc_K']:.0f} K,"
             f" p = {tc['p_value']:.2g}, vanishing shape: {tc['ordering']}"
         )
+    else:
+        print(f"no Tc fit: {len(res['order_values'])} order-parameter points of "
+              f"{args.order_window_ps:g} ps (8 needed)")  # fmt: skip
     for g, a, b in res["space_group_sequence"].get("0.1", []):
         print(f"{g}: {a:.0f}-{b:.0f} K")
     print(f"-> {out}")

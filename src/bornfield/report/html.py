@@ -54,7 +54,7 @@ def _matrix(m, err=None) -> str:
 
 def _tc_text(what: str, tc: dict) -> str:
     if not tc:
-        return f"{what}: no fit"
+        return f"{what}: no fit (fewer than 8 points)"
     p = f" (p = {tc['p_value']:.1g})" if "p_value" in tc else ""
     if not tc.get("significant", True):
         shape = "" if tc.get("ordering", True) else "; the kink is no vanishing order parameter"
@@ -229,7 +229,7 @@ def write_report(
             )
         parts.append("</table>")
     phs = results.get("phases")
-    if phs and "error" not in phs and phs.get("transition"):
+    if phs and "error" not in phs:
         tc, tl = phs["transition"], phs.get("transition_from_lattice") or {}
         ps = phs.get("order_window_ps")
         what = phs["order_parameter"] + (f", components averaged over {ps:g} ps" if ps else "")
