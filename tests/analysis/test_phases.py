@@ -12,6 +12,11 @@ from bornfield.label.generators import pnma_catio3
 def test_pnma_and_cubic_references():
     pnma, cubic = pnma_catio3(), pnma_catio3(amplitude=0)
     assert P.space_group(pnma)["0.01"] == "Pnma (62)"
+    import phonopy  # noqa: F401  (switches spglib from returning None to raising)
+
+    close = cubic.copy()
+    close.positions[1] = close.positions[0] + 0.05
+    assert P.space_group(close, (0.1,)) == {"0.1": "None"}
     assert P.space_group(cubic)["0.01"] == "Pm-3m (221)"
     assert np.allclose(P.pseudocubic_multiples(pnma.repeat((4, 4, 2))), [4 * 2**0.5, 8, 2 * 2**0.5])
     axes = P.pseudocubic_axes(pnma)

@@ -47,11 +47,21 @@ def time_average(frames: Sequence[Atoms]) -> Atoms:
 
 
 def space_group(atoms: Atoms, tolerances: Sequence[float] = TOLERANCES) -> dict[str, str]:
-    """spglib's international symbol (number) at each distance tolerance (Å)."""
+    """spglib's international symbol (number) at each distance tolerance (Å); "None" where
+    spglib finds none (e.g. atoms closer than the tolerance in a time average over frames
+    that swapped atoms). spglib returns None or raises, depending on whether phonopy (which
+    switches spglib to exceptions on import) was imported first."""
     import spglib
 
     cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
-    return {f"{t:g}": str(spglib.get_spacegroup(cell, symprec=t)) for t in tolerances}
+
+    def one(t: float) -> str:
+        try:
+            return str(spglib.get_spacegroup(cell, symprec=t))
+        except spglib.SpglibError:
+            return "None"
+
+    return {f"{t:g}": one(t) for t in tolerances}
 
 
 def _bridges(atoms: Atoms, b_site: str, x_site: str, cutoff: float):
