@@ -527,7 +527,7 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     from ase.io import read
 
     from bornfield.analysis.errors import write_json
-    from bornfield.analysis.phases import analyze_heating
+    from bornfield.analysis.phases import MIN_POINTS, analyze_heating
     from bornfield.md.run import MDConfig
     from bornfield.report.figures import fig4_phases
 
@@ -562,7 +562,7 @@ def _cmd_phases(args: argparse.Namespace) -> None:
         )
     else:
         print(f"no Tc fit: {len(res['order_values'])} order-parameter points of "
-              f"{args.order_window_ps:g} ps (8 needed)")  # fmt: skip
+              f"{args.order_window_ps:g} ps ({MIN_POINTS} needed)")  # fmt: skip
     for g, a, b in res["space_group_sequence"].get("0.1", []):
         print(f"{g}: {a:.0f}-{b:.0f} K")
     print(f"-> {out}")

@@ -17,6 +17,8 @@ from ase import Atoms
 from bornfield.errors import BornfieldError
 
 TOLERANCES = (0.01, 0.05, 0.1, 0.2)
+#: the fewest (T, order parameter) points a Tc is fitted to
+MIN_POINTS = 8
 
 
 def pseudocubic_multiples(atoms: Atoms, atoms_per_formula: int = 5) -> np.ndarray:
@@ -224,7 +226,7 @@ def transition_temperature(
     t, y = np.asarray(temperature, float), np.asarray(order, float)
     ok = np.isfinite(t) & np.isfinite(y)
     t, y = t[ok], y[ok]
-    if len(t) < 8:
+    if len(t) < MIN_POINTS:
         raise BornfieldError(f"transition temperature: only {len(t)} points")
     lo, hi = np.quantile(t, [0.1, 0.9])
     grid = np.linspace(lo, hi, 200)
@@ -372,7 +374,7 @@ def analyze_heating(
     lat_b = blocks(lat)
     order_t, order_b = blocks(temps), squared(blocks(rot_r), blocks(rot_m), blocks(polar), lat_b)
     anis_b = lat_b.max(1) - lat_b.min(1)
-    enough = n_blocks >= 8
+    enough = n_blocks >= MIN_POINTS
     sequence: dict[str, list] = {}
     for tol in (f"{t:g}" for t in tolerances):
         seq: list = []

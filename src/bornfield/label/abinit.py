@@ -275,6 +275,8 @@ CHECKPOINT_S = 7200.0
 POSTPONE_STEPS = 4
 #: one line per postponed checkpoint, in the stage directory
 POSTPONED = "postponed.log"
+#: one row of ABINIT's SCF (or DFPT) table in an .abo file
+_ETOT_ROW = re.compile(r"^[ -]ETOT\s+\d+.*$", flags=re.M)
 EXIT_REQUESTED = 'Exit has been requested from file "abinit.exit"'
 #: the input of the whole calculation, kept in the work directory: finished stages are reused
 #: only when it is unchanged
@@ -565,7 +567,7 @@ def _nearly_converged(abo_text: str, toldff: float | None, factor: float = 10.0)
     CaTiO3 checkpoint taken at 9.3e-6 against toldff 1e-5 cost three more steps (≈ 15 min)."""
     if toldff is None or "diffor" not in abo_text:
         return False
-    rows = re.findall(r"^[ -]ETOT\s+\d+\s.*$", abo_text, flags=re.M)
+    rows = _ETOT_ROW.findall(abo_text)
     try:
         return bool(rows) and float(rows[-1].split()[-2]) < factor * toldff
     except ValueError:  # a Fortran exponent without its E (1.0-100): checkpoint as usual
@@ -574,7 +576,7 @@ def _nearly_converged(abo_text: str, toldff: float | None, factor: float = 10.0)
 
 def _scf_steps(abo_text: str) -> int:
     """SCF (or DFPT) iterations in an .abo text."""
-    return len(re.findall(r"^[ -]ETOT\s+\d+", abo_text, flags=re.M))
+    return len(_ETOT_ROW.findall(abo_text))
 
 
 def _pseudo_functional(name: str) -> str:

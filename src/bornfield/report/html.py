@@ -54,7 +54,9 @@ def _matrix(m, err=None) -> str:
 
 def _tc_text(what: str, tc: dict) -> str:
     if not tc:
-        return f"{what}: no fit (fewer than 8 points)"
+        from bornfield.analysis.phases import MIN_POINTS
+
+        return f"{what}: no fit (fewer than {MIN_POINTS} points)"
     p = f" (p = {tc['p_value']:.1g})" if "p_value" in tc else ""
     if not tc.get("significant", True):
         shape = "" if tc.get("ordering", True) else "; the kink is no vanishing order parameter"
