@@ -542,11 +542,13 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     md = MDConfig(**meta)
     frames = read(run / "trajectory.xyz", index=":")
     temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
-    from bornfield.pipeline import order_window_frames
+    from bornfield.pipeline import frames_in
 
-    res = analyze_heating(frames, temps, window=args.window, b_site=args.b_site,
-                          x_site=args.x_site, order_parameter=args.order_parameter,
-                          order_window=order_window_frames(args.order_window_ps, md))  # fmt: skip
+    window = min(frames_in(args.window_ps, md), len(frames))
+    blocks = frames_in(args.order_window_ps, md, "order window")
+    res = analyze_heating(frames, temps, window=window, b_site=args.b_site, x_site=args.x_site,
+                          order_parameter=args.order_parameter, order_window=blocks)  # fmt: skip
+    res["window_ps"] = args.window_ps
     res["order_window_ps"] = args.order_window_ps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -904,7 +906,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("phases", help="lattice, tilts, space groups and Tc of a heating run")
     q.add_argument("--run", required=True, help="MD run directory (with a --ramp)")
-    q.add_argument("--window", type=int, default=5, help="frames per time-averaged window")
+    q.add_argument(
+        "--window-ps", type=float, default=1.0,
+        help="space groups and tilts of structures time-averaged over this time (ps)",
+    )  # fmt: skip
     q.add_argument("--b-site", default="Ti")
     q.add_argument("--x-site", default="O")
     q.add_argument(

@@ -321,10 +321,10 @@ def analyze_dielectric(
     return table
 
 
-def order_window_frames(window_ps: float, md) -> int:
+def frames_in(window_ps: float, md, what: str = "window") -> int:
     """Trajectory frames in ``window_ps`` picoseconds of an MD run (at least one)."""
     if not window_ps >= 0:
-        raise BornfieldError(f"order window must be >= 0 ps, got {window_ps}")
+        raise BornfieldError(f"{what} must be >= 0 ps, got {window_ps}")
     return max(1, round(window_ps * 1000 / (md.timestep * md.traj_interval)))
 
 
@@ -345,12 +345,13 @@ def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
         res = analyze_heating(
             frames,
             temps,
-            window=cfg.phases.window,
+            window=min(frames_in(cfg.phases.window_ps, md), len(frames)),
             b_site=cfg.system.b_site,
             x_site=cfg.system.x_site,
             order_parameter=cfg.phases.order_parameter,
-            order_window=order_window_frames(cfg.phases.order_window_ps, md),
+            order_window=frames_in(cfg.phases.order_window_ps, md, "order window"),
         )
+        res["window_ps"] = cfg.phases.window_ps
         res["order_window_ps"] = cfg.phases.order_window_ps
         res["observables"] = str(Path(t.out) / "observables.csv")
         return res

@@ -83,7 +83,8 @@ def test_phases_cli_on_a_planted_transition(tmp_path):
                  "bec_interval": 10, "bec_extrapolate": False}  # fmt: skip
     (run / "config.json").write_text(json.dumps(asdict(md) | calc_keys))
     write(run / "trajectory.xyz", frames, format="extxyz")
-    r = run_cli("phases", "--run", str(run), "--window", "4", "--out", str(tmp_path / "ph"))
+    # 4 frames of 38.5 ps per window
+    r = run_cli("phases", "--run", str(run), "--window-ps", "154", "--out", str(tmp_path / "ph"))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "ph" / "phases.json").read_text())
     assert abs(res["transition"]["Tc_K"] - TC) < 100

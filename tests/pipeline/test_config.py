@@ -90,3 +90,21 @@ def test_md_tasks_carry_the_z_schedule(tmp_path):
         assert not a.bec_extrapolate
         assert b.bec_extrapolate == (b.name != "heating")
         assert (a.out == b.out) == (b.name == "heating")
+
+
+def test_phase_windows_are_times():
+    """``[phases] window_ps`` and ``order_window_ps`` become frames of the heating run's
+    trajectory: 1 ps in the default (2 fs, a frame every 20 steps: 25 frames) and 10 ps in
+    the paper preset (a frame every 500 steps: 10 frames)."""
+    from bornfield.md.run import MDConfig
+    from bornfield.pipeline import frames_in
+
+    cfg, paper = load_config(), load_config(None, "paper")
+    md = MDConfig(timestep=cfg.phases.timestep, traj_interval=cfg.phases.traj_interval)
+    assert frames_in(cfg.phases.window_ps, md) == 25
+    assert frames_in(cfg.phases.order_window_ps, md) == 25
+    md = MDConfig(timestep=paper.phases.timestep, traj_interval=paper.phases.traj_interval)
+    assert frames_in(paper.phases.window_ps, md) == 10
+    assert frames_in(0.0, md) == 1  # at least one frame
+    with pytest.raises(BornfieldError, match="order window must be >= 0 ps"):
+        frames_in(float("nan"), md, "order window")

@@ -32,7 +32,7 @@ steps = 60
 t_end = 1000
 rate_K_per_ps = 5000
 traj_interval = 3
-window = 3
+window_ps = 0.018
 [report]
 baselines = []
 [models]

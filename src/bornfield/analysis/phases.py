@@ -389,6 +389,7 @@ def analyze_heating(
         "multiples": mult.tolist(),
         "frame_T_K": temps.tolist(),
         "frame_pseudocubic_A": lat.tolist(),
+        "window_frames": window,
         "windows": rows,
         "space_group_sequence": sequence,  # per tolerance: [group, first T, last T] runs
         "frame_tilt_sq_deg2": tilt_sq.tolist(),

@@ -235,10 +235,12 @@ def write_report(
         tc, tl = phs["transition"], phs.get("transition_from_lattice") or {}
         ps = phs.get("order_window_ps")
         what = phs["order_parameter"] + (f", components averaged over {ps:g} ps" if ps else "")
+        wps = phs.get("window_ps")
         parts.append(
             f"<h2>Phases</h2><p>{_tc_text(what, tc)}; "
             f"{_tc_text('lattice anisotropy', tl)}."
-            "</p><p>Space groups of time-averaged windows (tolerance 0.1 Å): "
+            f"</p><p>Space groups of {f'{wps:g}-ps ' if wps else ''}time-averaged windows"
+            " (tolerance 0.1 Å): "
             + esc(
                 ", ".join(
                     f"{g} {a:.0f}–{b:.0f} K"
