@@ -247,10 +247,12 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
 def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
     from bornfield.analysis.errors import evaluate_ff, write_json
 
+    sizes = [int(x) for x in args.learning_curve.split(",")] if args.learning_curve else []
     result = evaluate_ff(
         args.data,
         model=args.model,
         folds=args.folds,
+        learning_curve_sizes=sizes,
         preset=args.preset,
         epochs=args.epochs,
         seed=args.seed,
@@ -261,6 +263,10 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
         workers=args.workers,
         dtype=args.dtype,
     )
+    for row in result.get("learning_curve", []):
+        e, f = row["energy_mae_meV_per_atom"], row["force_mae_meV_per_A"]
+        print(f"n_train {row['n_train']:4d}: E {e:.2f} meV/atom   F {f:.1f} meV/Å"
+              f" (MAE on {row['n_test']} frames)")  # fmt: skip
     for name in [k for k in result if isinstance(result[k], dict)]:
         m = result[name]
         line = f"{name:10s} E {m['energy_mae_meV_per_atom']:.2f} meV/atom"
@@ -626,6 +632,10 @@ def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--out", help="directory for the CV / learning-curve models and plots")
     q.add_argument("--plot", help="parity plot PNG")
     q.add_argument("--json", help="write every metric here")
+    q.add_argument(
+        "--learning-curve",
+        help="training-set sizes, e.g. 10,20,40: nested sets, one fixed 20%% test split",
+    )
 
 
 def _add_bec_arch_args(q: argparse.ArgumentParser) -> None:
@@ -809,7 +819,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = ev.add_parser("bec", help="Z* errors, parity plot, k-fold CV, learning curve")
     _add_evaluate_args(q)
-    q.add_argument("--learning-curve", help="training-set sizes, e.g. 10,20,40,80")
     q.add_argument("--valid-fraction", type=float, help="of each training (0: none)")
     _add_bec_arch_args(q)
     q.set_defaults(func=_cmd_evaluate_bec)

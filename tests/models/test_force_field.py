@@ -229,3 +229,22 @@ def test_cross_validation_trains_one_model_per_fold(tmp_path):
     for i in range(2):
         card = json.loads((tmp_path / "cv" / f"fold{i}" / "card.json").read_text())
         assert card["preset"]["dtype"] == "float32" and card["n_train_frames"] == 3
+
+
+def test_learning_curve_trains_nested_sets_against_one_test_split(tmp_path):
+    """`evaluate ff --learning-curve 2,4,9`: one model per size that the pool holds (9 > 5 is
+    dropped), each scored on the same held-out frame, with a log-log plot."""
+    data = tmp_path / "d.xyz"
+    io.write(data, io.read(BATIO3)[:6])
+    js = tmp_path / "lc.json"
+    r = run_cli("evaluate", "ff", "--data", str(data), "--learning-curve", "2,4,9",
+                "--epochs", "1", "--dtype", "float32", "--out", str(tmp_path / "lc"),
+                "--json", str(js))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(js.read_text())["learning_curve"]
+    assert [(row["n_train"], row["n_test"]) for row in rows] == [(2, 1), (4, 1)]
+    assert all(row["force_mae_meV_per_A"] > 0 for row in rows)
+    assert (tmp_path / "lc" / "learning_curve.png").is_file() and "n_train    4" in r.stdout
+    for n in (2, 4):
+        card = json.loads((tmp_path / "lc" / f"n{n}" / "card.json").read_text())
+        assert card["n_train_frames"] == n

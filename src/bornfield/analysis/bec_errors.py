@@ -67,51 +67,6 @@ def bec_parity_plot(
     save_png(fig, path, dpi=130)
 
 
-def learning_curve(
-    frames: Sequence[Atoms],
-    sizes: Sequence[int],
-    train: Callable[[list[Atoms], Path], Path],
-    load: Callable[[Path], Callable[[Atoms], np.ndarray]],
-    out_dir: Path,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    workers: int = 1,
-) -> list[dict]:
-    """Test MAE vs number of training structures on one fixed held-out set (the paper's Fig. S1).
-
-    ``train(frames, dir)`` returns a model path, ``load(path)`` a predictor of Z*."""
-    from bornfield.data.splits import random_split
-    from bornfield.parallel import train_all
-
-    tr, te = random_split(len(frames), test_fraction, seed)
-    test = [frames[i] for i in te]
-    order = np.random.default_rng(seed).permutation(tr)
-    sizes = [n for n in sizes if n <= len(order)]
-    jobs = [([frames[i] for i in order[:n]], out_dir / f"n{n}") for n in sizes]
-    rows = []
-    for n, path in zip(sizes, train_all(jobs, train, workers), strict=True):
-        predict = load(path)
-        m = bec_metrics(test, [predict(a) for a in test])
-        rows.append({"n_train": int(n), **m})
-    return rows
-
-
-def learning_curve_plot(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
-    from bornfield.analysis.plotting import plt, save_png
-
-    fig, ax = plt.subplots(figsize=(4.6, 3.6))
-    n = [r["n_train"] for r in rows]
-    ax.loglog(n, [r["bec_mae_e"] for r in rows], "o-", label="all")
-    import re
-
-    elements = [m.group(1) for k in rows[0] if (m := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))]
-    for i, el in enumerate(elements):
-        ax.loglog(n, [r[f"bec_mae_{el}_e"] for r in rows], "s--", ms=4, color=f"C{i + 1}", label=el)
-    ax.set(xlabel="training structures", ylabel="Z* MAE (e)", title=title)
-    ax.legend(fontsize=8)
-    save_png(fig, path, dpi=130)
-
-
 def scan_plot(
     amplitudes: np.ndarray,
     z_model: np.ndarray,
@@ -188,11 +143,18 @@ def evaluate_bec(
 
     result: dict = {"data": str(data)}
     if learning_curve_sizes:
+        from bornfield.analysis.errors import learning_curve, learning_curve_plot
+
+        def score(path: Path, test: list[Atoms]) -> dict:
+            predict = load(path)
+            return bec_metrics(test, [predict(a) for a in test])
+
         rows = learning_curve(
-            frames, learning_curve_sizes, train, load, out, seed=seed, workers=workers
+            frames, learning_curve_sizes, train, score, out, seed=seed, workers=workers
         )
         result["learning_curve"] = rows
-        learning_curve_plot(rows, out / "learning_curve.png", title=Path(data).name)
+        learning_curve_plot(rows, out / "learning_curve.png", "bec_mae", "e", "Z* MAE (e)",
+                            title=Path(data).name)  # fmt: skip
     if folds:
         from bornfield.analysis.errors import summarize_folds
         from bornfield.data.splits import kfold

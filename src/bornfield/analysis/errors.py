@@ -1,4 +1,5 @@
-"""Force-field errors against DFT labels: metrics (units in their names), parity plots, k-fold CV.
+"""Force-field errors against DFT labels: metrics (units in their names), parity plots, k-fold CV,
+and the learning curve that both models share (test error vs training-set size).
 
 Energies of foundation baselines are compared after a per-element reference shift fitted by least
 squares on the training frames (their absolute energies refer to other pseudopotentials).
@@ -151,10 +152,63 @@ def cross_validate(
     return metrics, test_frames, preds
 
 
+def learning_curve(
+    frames: Sequence[Atoms],
+    sizes: Sequence[int],
+    train: Callable[[list[Atoms], Path], Path],
+    score: Callable[[Path, list[Atoms]], dict],
+    out_dir: Path,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    workers: int = 1,
+) -> list[dict]:
+    """Test errors vs number of training structures on one fixed held-out set (the paper's
+    Fig. S1): each size trains on the first n of one seeded order of the other frames, so the
+    sets are nested. ``train(frames, dir)`` returns a model path, ``score(path, test)`` its
+    metrics. Sizes larger than the training pool are dropped."""
+    from bornfield.data.splits import random_split
+    from bornfield.parallel import train_all
+
+    tr, te = random_split(len(frames), test_fraction, seed)
+    test = [frames[i] for i in te]
+    order = np.random.default_rng(seed).permutation(tr)
+    sizes = [n for n in sizes if n <= len(order)]
+    jobs = [([frames[i] for i in order[:n]], out_dir / f"n{n}") for n in sizes]
+    paths = train_all(jobs, train, workers)
+    return [
+        {"n_train": int(n), "n_test": len(test), **score(path, test)}
+        for n, path in zip(sizes, paths, strict=True)
+    ]
+
+
+def learning_curve_plot(
+    rows: Sequence[dict], path: str | Path, metric: str, unit: str, label: str, title: str = ""
+) -> None:
+    """Log-log test error ``{metric}_{unit}`` vs training structures, overall and per element
+    (``{metric}_{El}_{unit}``)."""
+    import re
+
+    from bornfield.analysis.plotting import plt, save_png
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    n = [r["n_train"] for r in rows]
+    ax.loglog(n, [r[f"{metric}_{unit}"] for r in rows], "o-", label="all")
+    pattern = rf"{re.escape(metric)}_([A-Z][a-z]?)_{re.escape(unit)}"
+    elements = [m.group(1) for k in rows[0] if (m := re.fullmatch(pattern, k))]
+    for i, el in enumerate(elements):
+        ax.loglog(
+            n, [r[f"{metric}_{el}_{unit}"] for r in rows], "s--", ms=4, color=f"C{i + 1}", label=el
+        )
+    ax.set(xlabel="training structures", ylabel=label, title=title)
+    ax.legend(fontsize=8)
+    save_png(fig, path, dpi=130)
+
+
 def evaluate_ff(
     data: str | Path,
     model: str | Path | None = None,
     folds: int = 0,
+    learning_curve_sizes: Sequence[int] = (),
     preset: str = "fast",
     epochs: int | None = None,
     seed: int = 0,
@@ -165,7 +219,8 @@ def evaluate_ff(
     workers: int = 1,
     dtype: str | None = None,
 ) -> dict:
-    """Errors of a bornfield MACE model (or of k-fold CV models) and of baselines on ``data``.
+    """Errors of a bornfield MACE model (or of k-fold CV models) and of baselines on ``data``;
+    with ``learning_curve_sizes``, also the errors of models trained on that many frames.
 
     ``dtype``: training precision of the CV models (default: the preset's); every model is
     evaluated in float64.
@@ -181,17 +236,28 @@ def evaluate_ff(
     require_keys(frames, ["energy", "forces"], str(data))
     with_stress = all("stress" in a.info for a in frames)
     result: dict = {"data": str(data)}
+    over = {"max_num_epochs": epochs, "dtype": dtype}
+    cfg = ff_preset(preset, **{k: v for k, v in over.items() if v})
+    out = Path(out_dir or "cv_ff")
+
+    def train(tr: list[Atoms], fold_dir: Path) -> Path:
+        return train_ff(tr, fold_dir, cfg, seed=seed)
+
+    def load(path: Path):
+        return load_calculator(path, dtype="float64")
+
+    if learning_curve_sizes:
+        rows = learning_curve(
+            frames, learning_curve_sizes, train,
+            lambda path, test: ff_metrics(test, predict(load(path), test, with_stress)),
+            out, seed=seed, workers=workers,
+        )  # fmt: skip
+        result["learning_curve"] = rows
+        learning_curve_plot(rows, out / "learning_curve.png", "force_mae", "meV_per_A",
+                            "force MAE (meV/Å)", title=Path(data).name)  # fmt: skip
+        if not (folds or model):
+            return result
     if folds:
-        over = {"max_num_epochs": epochs, "dtype": dtype}
-        cfg = ff_preset(preset, **{k: v for k, v in over.items() if v})
-
-        def train(tr: list[Atoms], fold_dir: Path) -> Path:
-            return train_ff(tr, fold_dir, cfg, seed=seed)
-
-        def load(path: Path):
-            return load_calculator(path, dtype="float64")
-
-        out = Path(out_dir or "cv_ff")
         fold_m, test, pred = cross_validate(
             frames, folds, train, load, out, seed, with_stress, workers
         )
@@ -199,7 +265,7 @@ def evaluate_ff(
         result["model"] = summarize_folds(fold_m)
     else:
         if not model:
-            raise BornfieldError("evaluate ff needs a model (or folds=K to cross-validate)")
+            raise BornfieldError("evaluate ff needs a model, folds=K or learning-curve sizes")
         from bornfield.models.force_field import check_elements
 
         test = frames
