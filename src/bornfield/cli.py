@@ -247,12 +247,11 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
 def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
     from bornfield.analysis.errors import evaluate_ff, write_json
 
-    sizes = [int(x) for x in args.learning_curve.split(",")] if args.learning_curve else []
     result = evaluate_ff(
         args.data,
         model=args.model,
         folds=args.folds,
-        learning_curve_sizes=sizes,
+        learning_curve_sizes=args.learning_curve or [],
         preset=args.preset,
         epochs=args.epochs,
         seed=args.seed,
@@ -315,12 +314,11 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
     from bornfield.analysis.bec_errors import evaluate_bec
     from bornfield.analysis.errors import write_json
 
-    sizes = [int(x) for x in args.learning_curve.split(",")] if args.learning_curve else []
     result = evaluate_bec(
         args.data,
         model=args.model,
         folds=args.folds,
-        learning_curve_sizes=sizes,
+        learning_curve_sizes=args.learning_curve or [],
         model_cfg=_bec_model_cfg(args),
         epochs=args.epochs,
         seed=args.seed,
@@ -634,6 +632,7 @@ def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--json", help="write every metric here")
     q.add_argument(
         "--learning-curve",
+        type=_int_list,
         help="training-set sizes, e.g. 10,20,40: nested sets, one fixed 20%% test split",
     )
 
