@@ -245,6 +245,11 @@ def test_learning_curve_trains_nested_sets_against_one_test_split(tmp_path):
     assert [(row["n_train"], row["n_test"]) for row in rows] == [(2, 1), (4, 1)]
     assert all(row["force_mae_meV_per_A"] > 0 for row in rows)
     assert (tmp_path / "lc" / "learning_curve.png").is_file() and "n_train    4" in r.stdout
+    energies = {}
     for n in (2, 4):
         card = json.loads((tmp_path / "lc" / f"n{n}" / "card.json").read_text())
         assert card["n_train_frames"] == n
+        energies[n] = {
+            a.info["energy"] for a in io.read(tmp_path / "lc" / f"n{n}" / "mace" / "train.xyz")
+        }
+    assert len(energies[2]) == 2 and energies[2] < energies[4]  # nested
