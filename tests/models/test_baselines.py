@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from bornfield.analysis.errors import ff_metrics, fit_energy_shift
 from bornfield.errors import BornfieldError
 from bornfield.label.generators import cubic_perovskite
-from bornfield.models.baselines import load_baseline
+from bornfield.models.baselines import WorkerCalculator, load_baseline
 
 
 def test_energy_shift_recovers_per_element_offsets():
@@ -49,5 +51,32 @@ def test_chgnet_offline_and_bad_specs():
         load_baseline("mace-mp")
     with pytest.raises(BornfieldError, match="cannot run beside mace-torch"):
         load_baseline("sevennet")
+    with pytest.raises(BornfieldError, match="could not build sevenn.*No module named 'sevenn'"):
+        load_baseline(f"sevennet:{sys.executable}")  # this environment cannot hold sevenn
+    with pytest.raises(BornfieldError, match="/nonexistent/python: cannot start it"):
+        load_baseline("sevennet:/nonexistent/python")
     with pytest.raises(BornfieldError, match="unknown baseline"):
         load_baseline("m3gnet")
+
+
+def test_worker_calculator_equals_the_same_calculator_in_process():
+    """A calculator built in another interpreter (here ASE's EMT, in a worker process of this
+    Python) gives the same energy, forces and stress as in this process, structure after
+    structure, and a worker that dies is a clear error."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    worker = WorkerCalculator(sys.executable, "ase.calculators.emt:EMT")
+    for seed in range(2):
+        a = bulk("Cu", cubic=True).repeat((2, 2, 1))
+        a.rattle(0.05, seed=seed)
+        b = a.copy()
+        a.calc, b.calc = EMT(), worker
+        assert b.get_potential_energy() == pytest.approx(a.get_potential_energy(), abs=1e-12)
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-12)
+        np.testing.assert_allclose(b.get_stress(), a.get_stress(), atol=1e-12)
+    worker._proc.kill()
+    worker._proc.wait()
+    b.rattle(0.01, seed=3)
+    with pytest.raises(BornfieldError, match="the worker stopped"):
+        b.get_potential_energy()
