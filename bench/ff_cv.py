@@ -6,7 +6,8 @@ of bench/results/ff_accuracy.md) on a data file; every fold trains in its own di
 --work and resumes there, so a killed run repeats only its unfinished epochs. Writes
 bench/results/ff_cv.{json,md} (machine and date included) and the parity plot of all held-out
 predictions. SevenNet-0 cannot share this environment (models/baselines.py): its MAE on the
-frames is given with --sevennet-mae (75 meV/Å on all 59 BaTiO3 frames, ../shared/DESIGN.md).
+frames is given with --sevennet-mae (75.3 meV/Å on all 59 BaTiO3 frames, measured by
+bench/baselines.py in its own environment; bench/results/baselines.md).
 
     python bench/ff_cv.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz [--folds 5]
         [--preset fast] [--dtype float32] [--threads 2] [--sevennet-mae 75]

@@ -809,7 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = ev.add_parser("ff", help="force-field errors, parity plot, k-fold CV, baselines")
     _add_evaluate_args(q)
     q.add_argument("--preset", default="fast")
-    q.add_argument("--baseline", action="append", help="chgnet | mace-mp:PATH | sevennet:PYTHON (repeatable)")
+    q.add_argument(
+        "--baseline", action="append",
+        help="chgnet | mace-mp:PATH | sevennet:PYTHON (a Python with sevenn; repeatable)",
+    )  # fmt: skip
     q.add_argument("--shift-data", help="frames to fit baseline energy shifts on (train set)")
     q.add_argument(
         "--dtype", choices=["float64", "float32"], help="training precision of the CV models"
