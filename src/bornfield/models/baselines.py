@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,10 +48,12 @@ class WorkerCalculator(Calculator):
     def __init__(self, python: str, factory: str, kwargs: dict | None = None, **kw):
         super().__init__(**kw)
         self.python = python
+        # its messages go to a file, not a pipe: a full pipe would stall a chatty worker
+        self._err = tempfile.TemporaryFile(mode="w+")
         try:
             self._proc = subprocess.Popen(
                 [python, "-c", _WORKER, factory, json.dumps(kwargs or {})],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
             )  # fmt: skip
         except OSError as exc:
             raise BornfieldError(f"{python}: cannot start it ({exc.strerror})") from None
@@ -59,7 +62,9 @@ class WorkerCalculator(Calculator):
 
     def _fail(self, what: str) -> None:
         self._proc.kill()
-        err = (self._proc.stderr.read() or "").strip().splitlines()
+        self._proc.wait()
+        self._err.seek(0)
+        err = self._err.read().strip().splitlines()
         raise BornfieldError(f"{self.python}: {what}: {err[-1] if err else 'no message'}")
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
