@@ -528,11 +528,10 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     import json
     from dataclasses import fields
 
-    from ase.io import read
-
     from bornfield.analysis.errors import write_json
-    from bornfield.analysis.phases import MIN_POINTS, analyze_heating
+    from bornfield.analysis.phases import MIN_POINTS
     from bornfield.md.run import MDConfig
+    from bornfield.pipeline import analyze_heating_run
     from bornfield.report.figures import fig4_phases
 
     run = Path(args.run)
@@ -543,17 +542,9 @@ def _cmd_phases(args: argparse.Namespace) -> None:
     meta = {k: v for k, v in meta.items() if k in {f.name for f in fields(MDConfig)}}
     if meta.get("ramp"):
         meta["ramp"] = tuple(meta["ramp"])
-    md = MDConfig(**meta)
-    frames = read(run / "trajectory.xyz", index=":")
-    temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
-    from bornfield.pipeline import frames_in
-
-    window = min(frames_in(args.window_ps, md), len(frames))
-    blocks = frames_in(args.order_window_ps, md, "order window")
-    res = analyze_heating(frames, temps, window=window, b_site=args.b_site, x_site=args.x_site,
-                          order_parameter=args.order_parameter, order_window=blocks)  # fmt: skip
-    res["window_ps"] = args.window_ps
-    res["order_window_ps"] = args.order_window_ps
+    res = analyze_heating_run(run, MDConfig(**meta), args.window_ps, args.order_window_ps,
+                              b_site=args.b_site, x_site=args.x_site,
+                              order_parameter=args.order_parameter)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "phases.json", res)

@@ -328,31 +328,43 @@ def frames_in(window_ps: float, md, what: str = "window") -> int:
     return max(1, round(window_ps * 1000 / (md.timestep * md.traj_interval)))
 
 
-def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
+def analyze_heating_run(
+    run: str | Path, md, window_ps: float, order_window_ps: float, **kwargs
+) -> dict:
+    """:func:`~bornfield.analysis.phases.analyze_heating` of an MD run's trajectory, with its
+    space-group windows and order-parameter blocks given in ps (a window longer than the run
+    is the whole run); ``kwargs`` go on to it."""
     from ase.io import read
 
     from bornfield.analysis.phases import analyze_heating
-    from bornfield.md.run import MDConfig
 
+    frames = read(Path(run) / "trajectory.xyz", index=":")
+    temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
+    res = analyze_heating(
+        frames,
+        temps,
+        window=min(frames_in(window_ps, md), len(frames)),
+        order_window=frames_in(order_window_ps, md, "order window"),
+        **kwargs,
+    )
+    return res | {"window_ps": window_ps, "order_window_ps": order_window_ps}
+
+
+def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
     for t, r in zip(tasks, results, strict=True):
         if t.name != "heating":
             continue
         if "error" in r:
             return {"error": r["error"]}
-        frames = read(Path(t.out) / "trajectory.xyz", index=":")
-        md: MDConfig = t.md
-        temps = [md.target(i * md.traj_interval) for i in range(len(frames))]
-        res = analyze_heating(
-            frames,
-            temps,
-            window=min(frames_in(cfg.phases.window_ps, md), len(frames)),
+        res = analyze_heating_run(
+            t.out,
+            t.md,
+            cfg.phases.window_ps,
+            cfg.phases.order_window_ps,
             b_site=cfg.system.b_site,
             x_site=cfg.system.x_site,
             order_parameter=cfg.phases.order_parameter,
-            order_window=frames_in(cfg.phases.order_window_ps, md, "order window"),
         )
-        res["window_ps"] = cfg.phases.window_ps
-        res["order_window_ps"] = cfg.phases.order_window_ps
         res["observables"] = str(Path(t.out) / "observables.csv")
         return res
     return None
