@@ -6,11 +6,11 @@ of bench/results/ff_accuracy.md) on a data file; every fold trains in its own di
 --work and resumes there, so a killed run repeats only its unfinished epochs. Writes
 bench/results/ff_cv.{json,md} (machine and date included) and the parity plot of all held-out
 predictions. SevenNet-0 cannot share this environment (models/baselines.py): its MAE on the
-frames is given with --sevennet-mae (75.3 meV/Å on all 59 BaTiO3 frames, measured by
-bench/baselines.py in its own environment; bench/results/baselines.md).
+frames is read from bench/results/baselines.json (75.3 meV/Å on all 59 BaTiO3 frames, measured
+by bench/baselines.py in its own environment), or given with --sevennet-mae.
 
     python bench/ff_cv.py --data ../shared/data/batio3-allegro-pol/BaTiO3.xyz [--folds 5]
-        [--preset fast] [--dtype float32] [--threads 2] [--sevennet-mae 75]
+        [--preset fast] [--dtype float32] [--threads 2] [--sevennet-mae MAE]
 """
 
 from __future__ import annotations
@@ -31,6 +31,19 @@ from results_md import write_results_md
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def sevennet_mae() -> float:
+    """SevenNet-0's force MAE (meV/Å) on all BaTiO3 frames, as bench/baselines.py measured it."""
+    path = RESULTS / "baselines.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    for r in rows:
+        if r["model"].startswith("SevenNet") and r["data"].startswith("BaTiO3, all"):
+            return float(r["force_mae_meV_per_A"])
+    sys.exit(
+        f"{path}: no SevenNet row on all BaTiO3 frames; run bench/baselines.py --sevennet "
+        "PYTHON first, or give --sevennet-mae"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -39,9 +52,16 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--epochs", type=int, help="default: the preset's")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sevennet-mae", type=float, default=75.0, help="meV/Å on the same frames")
+    p.add_argument(
+        "--sevennet-mae",
+        type=float,
+        help="meV/Å on the same frames (default: "
+        "bench/results/baselines.json's SevenNet row on all BaTiO3 frames)",
+    )
     p.add_argument("--work", default="/tmp/bornfield_ff_cv")
     args = p.parse_args()
+    if args.sevennet_mae is None:
+        args.sevennet_mae = sevennet_mae()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t = str(args.threads)

@@ -23,6 +23,14 @@ def test_pnma_and_cubic_references():
     tilts = P.tilt_angles(pnma, axes)
     assert np.all(tilts > 5) and np.all(tilts < 15)  # CaTiO3: Ti–O–Ti ≈ 156°, so θ ≈ 12°
     assert np.allclose(P.tilt_angles(cubic, axes), 0, atol=1e-6)
+    assert (axes[np.arange(3), np.abs(axes).argmax(1)] > 0).all()  # one sign convention
+    bd = P.bonds(pnma)  # one neighbour list, shared by the analyses of a frame
+    assert len(bd.b) == 6 * 4 and np.allclose(np.linalg.norm(bd.vec, axis=1), 1.95, atol=0.05)
+    assert np.array_equal(P.tilt_angles(pnma, axes, bd=bd), tilts)
+    from bornfield.label.generators import cubic_perovskite
+
+    one = cubic_perovskite("CaTiO3", 3.85)  # each O bridges a Ti and its own periodic image
+    assert np.allclose(P.tilt_angles(one, np.eye(3)), 0, atol=1e-6)
     lat = P.pseudocubic_lattice(cubic.cell.lengths(), P.pseudocubic_multiples(cubic))
     assert np.ptp(lat) < 1e-9
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -66,35 +67,49 @@ def space_group(atoms: Atoms, tolerances: Sequence[float] = TOLERANCES) -> dict[
     return {f"{t:g}": one(t) for t in tolerances}
 
 
-def _bridges(atoms: Atoms, b_site: str, x_site: str, cutoff: float):
-    """(B–O–B angle in degrees, B→B unit vector) for every O bridging two B sites."""
-    from ase.neighborlist import neighbor_list
+@dataclass(frozen=True)
+class Bonds:
+    """The B–X bonds of a perovskite frame, each once: B atom, X atom, vector B → X (Å)."""
 
-    i, j, d = neighbor_list("ijD", atoms, cutoff)
+    b: np.ndarray
+    x: np.ndarray
+    vec: np.ndarray
+
+
+def bonds(atoms: Atoms, b_site: str = "Ti", x_site: str = "O", cutoff: float = 2.6) -> Bonds:
+    """Every B–X pair closer than ``cutoff`` (one neighbour list; the analyses below share it)."""
+    from bornfield.models.neighbours import neighbour_pairs
+
+    i, j, s = neighbour_pairs(atoms, cutoff)
     sym = np.array(atoms.get_chemical_symbols())
-    keep = (sym[i] == x_site) & (sym[j] == b_site)
-    angles, dirs = [], []
-    for o in np.unique(i[keep]):
-        vecs = d[keep & (i == o)]  # O → B
-        if len(vecs) != 2:
-            continue
-        v1, v2 = vecs
-        cosang = v1 @ v2 / np.linalg.norm(v1) / np.linalg.norm(v2)
-        angles.append(np.degrees(np.arccos(np.clip(cosang, -1, 1))))
-        bb = v2 - v1
-        dirs.append(bb / np.linalg.norm(bb))
-    if not angles:
+    keep = (sym[i] == b_site) & (sym[j] == x_site)
+    i, j, s = i[keep], j[keep], s[keep]
+    return Bonds(i, j, atoms.positions[j] - atoms.positions[i] + s @ atoms.cell[:])
+
+
+def _bridges(bd: Bonds, b_site: str, x_site: str, cutoff: float):
+    """(B–X–B angle in degrees, B→B unit vector) for every X bonded to exactly two B."""
+    order = np.lexsort((bd.b, bd.x))
+    x, v = bd.x[order], -bd.vec[order]  # X → B, grouped by X
+    _, first, count = np.unique(x, return_index=True, return_counts=True)
+    first = first[count == 2]
+    if not len(first):
         raise BornfieldError(f"no {b_site}–{x_site}–{b_site} bridges within {cutoff} Å")
-    return np.array(angles), np.array(dirs)
+    v1, v2 = v[first], v[first + 1]
+    n1, n2 = np.linalg.norm(v1, axis=1), np.linalg.norm(v2, axis=1)
+    cosang = np.sum(v1 * v2, axis=1) / n1 / n2
+    bb = v2 - v1
+    return np.degrees(np.arccos(np.clip(cosang, -1, 1))), bb / np.linalg.norm(bb, axis=1)[:, None]
 
 
 def pseudocubic_axes(atoms: Atoms, b_site: str = "Ti", x_site: str = "O", cutoff: float = 2.6):
-    """The three B–B bond directions of a perovskite (unit vectors, one per row)."""
-    _, dirs = _bridges(atoms, b_site, x_site, cutoff)
+    """The three B–B bond directions of a perovskite (unit vectors, one per row, each with its
+    largest component positive)."""
+    _, dirs = _bridges(bonds(atoms, b_site, x_site, cutoff), b_site, x_site, cutoff)
     axes: list[np.ndarray] = []
     for v in dirs:
         if all(abs(v @ a) < 0.8 for a in axes):
-            axes.append(v)
+            axes.append(v * np.sign(v[np.argmax(np.abs(v))]))
         if len(axes) == 3:
             break
     if len(axes) != 3:
@@ -108,9 +123,12 @@ def tilt_angles(
     b_site: str = "Ti",
     x_site: str = "O",
     cutoff: float = 2.6,
+    bd: Bonds | None = None,
 ) -> np.ndarray:
-    """Mean (180° − ∠B–O–B)/2 in degrees along each of the three pseudo-cubic ``axes``."""
-    angles, dirs = _bridges(atoms, b_site, x_site, cutoff)
+    """Mean (180° − ∠B–O–B)/2 in degrees along each of the three pseudo-cubic ``axes``;
+    ``bd``: the frame's :func:`bonds`, if already built."""
+    bd = bonds(atoms, b_site, x_site, cutoff) if bd is None else bd
+    angles, dirs = _bridges(bd, b_site, x_site, cutoff)
     which = np.argmax(np.abs(dirs @ np.asarray(axes).T), axis=1)
     tilt = (180.0 - angles) / 2
     return np.array([tilt[which == k].mean() if (which == k).any() else np.nan for k in range(3)])
@@ -122,32 +140,29 @@ def octahedral_rotations(
     b_site: str = "Ti",
     x_site: str = "O",
     cutoff: float = 2.6,
+    bd: Bonds | None = None,
 ) -> np.ndarray:
     """Signed rotation (degrees) of every B-site octahedron about each pseudo-cubic axis,
     (n_B, 3): the mean angle, right-handed about the axis, from the nearest in-plane axis to
     the B→X vectors of the four X in the plane ⊥ the axis. Unlike :func:`tilt_angles` (which
     averages unsigned B–X–B bends, so thermal bending keeps it far from zero in a cubic
     phase), its pattern over the octahedra (a⁻a⁻c⁺ in Pnma) averages thermal noise away."""
-    from ase.neighborlist import neighbor_list
-
+    bd = bonds(atoms, b_site, x_site, cutoff) if bd is None else bd
     axes = np.asarray(axes, dtype=float)
-    i, j, d = neighbor_list("ijD", atoms, cutoff)
-    sym = np.array(atoms.get_chemical_symbols())
-    keep = (sym[i] == b_site) & (sym[j] == x_site)
-    i, d = i[keep], d[keep] / np.linalg.norm(d[keep], axis=1)[:, None]
-    b_atoms = np.flatnonzero(sym == b_site)
+    b_atoms = np.flatnonzero(np.array(atoms.get_chemical_symbols()) == b_site)
+    row = np.searchsorted(b_atoms, bd.b)  # each bond's B, as a row of the output
+    u = bd.vec / np.linalg.norm(bd.vec, axis=1)[:, None]
     out = np.full((len(b_atoms), 3), np.nan)
-    for n, b in enumerate(b_atoms):
-        vecs = d[i == b]
-        for k, a in enumerate(axes):
-            v = vecs[np.abs(vecs @ a) < 0.5]  # the X in the plane ⊥ a
-            if not len(v):
-                continue
-            v = v - np.outer(v @ a, a)
-            others = np.delete(axes, k, axis=0)
-            ref = np.concatenate([others, -others])  # the in-plane axes, both ways
-            e = ref[np.argmax(v @ ref.T, axis=1)]  # the nearest one to each X
-            out[n, k] = np.degrees(np.arctan2(np.cross(e, v) @ a, np.sum(e * v, axis=1))).mean()
+    for k, a in enumerate(axes):
+        inplane = np.abs(u @ a) < 0.5  # the X in the plane ⊥ a
+        v = u[inplane] - np.outer(u[inplane] @ a, a)
+        others = np.delete(axes, k, axis=0)
+        ref = np.concatenate([others, -others])  # the in-plane axes, both ways
+        e = ref[np.argmax(v @ ref.T, axis=1)]  # the nearest one to each X
+        ang = np.degrees(np.arctan2(np.cross(e, v) @ a, np.sum(e * v, axis=1)))
+        n = np.bincount(row[inplane], minlength=len(b_atoms))
+        total = np.bincount(row[inplane], ang, minlength=len(b_atoms))
+        out[n > 0, k] = total[n > 0] / n[n > 0]
     return out
 
 
@@ -183,23 +198,22 @@ def rotation_mode_signs(
 
 
 def polar_displacement(
-    atoms: Atoms, b_site: str = "Ti", x_site: str = "O", cutoff: float = 2.6
+    atoms: Atoms,
+    b_site: str = "Ti",
+    x_site: str = "O",
+    cutoff: float = 2.6,
+    bd: Bonds | None = None,
 ) -> np.ndarray:
     """Mean off-centring vector (Å) of the B cations from the centroid of their O neighbours:
     the ferroelectric order parameter (zero on average in a paraelectric phase)."""
-    from ase.neighborlist import neighbor_list
-
-    i, j, d = neighbor_list("ijD", atoms, cutoff)
-    sym = np.array(atoms.get_chemical_symbols())
-    shifts = []
-    for b in np.flatnonzero(sym == b_site):
-        mine = np.flatnonzero((i == b) & (sym[j] == x_site))
-        if len(mine) >= 6:  # the octahedron: its 6 nearest; an incomplete cage would bias it
-            near = mine[np.argsort(np.linalg.norm(d[mine], axis=1))[:6]]
-            shifts.append(-d[near].mean(0))  # B − centroid of its O cage
-    if not shifts:
+    bd = bonds(atoms, b_site, x_site, cutoff) if bd is None else bd
+    order = np.lexsort((np.linalg.norm(bd.vec, axis=1), bd.b))  # by B, nearest X first
+    _, first, count = np.unique(bd.b[order], return_index=True, return_counts=True)
+    # the octahedron: each B's 6 nearest X; an incomplete cage would bias it
+    cages = first[count >= 6][:, None] + np.arange(6)
+    if not len(cages):
         raise BornfieldError(f"no {b_site} with {x_site} neighbours within {cutoff} Å")
-    return np.mean(shifts, axis=0)
+    return -bd.vec[order][cages].mean(axis=(0, 1))  # mean of B − centroid of its X cage
 
 
 def transition_temperature(
@@ -340,12 +354,23 @@ def analyze_heating(
                 "space_group": space_group(avg, tolerances),
             }
         )
-    tilt_sq = np.array([np.mean(tilt_angles(f, axes, b_site, x_site) ** 2) for f in frames])
+    bds = [bonds(f, b_site, x_site) for f in frames]  # one neighbour list per frame
+    tilt_sq = np.array(
+        [
+            np.mean(tilt_angles(f, axes, b_site, x_site, bd=bd) ** 2)
+            for f, bd in zip(frames, bds, strict=True)
+        ]
+    )
     # the rotations' R (a⁻) and M (a⁺) pattern amplitudes about each axis: which axes and
     # signs carry them may change along a run (domain variants), their sum of squares may not
     try:
         sign_r, sign_m = rotation_mode_signs(frames[0], axes, b_site)
-        rot = np.array([octahedral_rotations(f, axes, b_site, x_site) for f in frames])
+        rot = np.array(
+            [
+                octahedral_rotations(f, axes, b_site, x_site, bd=bd)
+                for f, bd in zip(frames, bds, strict=True)
+            ]
+        )
         with warnings.catch_warnings():  # a pattern the cell cannot hold: all NaN, no warning
             warnings.simplefilter("ignore", RuntimeWarning)
             rot_r = np.nanmean(sign_r[None, :, None] * rot, axis=1)  # (frames, 3), degrees
@@ -354,7 +379,9 @@ def analyze_heating(
         if order_parameter == "tilt":
             raise
         rot_r = rot_m = np.full((len(frames), 3), np.nan)  # a cell with no rotation pattern
-    polar = np.array([polar_displacement(f, b_site, x_site) for f in frames])
+    polar = np.array(
+        [polar_displacement(f, b_site, x_site, bd=bd) for f, bd in zip(frames, bds, strict=True)]
+    )
 
     def squared(rr: np.ndarray, mm: np.ndarray, pp: np.ndarray, ll: np.ndarray) -> np.ndarray:
         """The order parameter from its components (per frame or per block)."""
