@@ -862,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="cpu", help="cpu | cuda")
     q.add_argument(
         "--compile", action="store_true",
-        help="torch.compile the force field: 2.15-2.2x faster NVT and NpT steps on 2 threads "
+        help="torch.compile the force field: 2.2-2.6x faster NVT and NpT steps on 2 threads "
         "(Pnma CaTiO3) after ~8 s of compiling (~60 s the first time on a machine)",
     )  # fmt: skip
     q.add_argument("--out", required=True, help="run directory (the same command resumes)")

@@ -41,7 +41,7 @@ class ModelsConfig:
     # on the start structure when it has one, else no ε∞
     eps_inf: float | None = None
     device: str = "cpu"
-    # torch.compile the force field for MD: 2.15–2.2× per field step on 2 threads, 1.8–2.2× on
+    # torch.compile the force field for MD: 2.2–2.6× per field step on 2 threads, 1.8–2.2× on
     # 1 (CaTiO3, 160–1280 atoms, bench/results/fieldmd_catio3*.md), 8 s to compile per Dask
     # worker (about 60 s the first time on a machine); falls back to eager if compiling fails
     compile: bool = True
