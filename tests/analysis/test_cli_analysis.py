@@ -31,7 +31,8 @@ def test_dielectric_static_cli_with_shipped_models(tmp_path):
     assert (tmp_path / "fig3_polarization.png").stat().st_size > 1000
     # the cubic 5-atom cell is a saddle (unstable polar modes): phonons list them; the z
     # response along ±z is odd in E
-    assert len(ph["frequencies_THz"]) == 15
+    assert len(ph["frequencies_THz"]) == 15 and len(ph["unstable_modes_w2"]) >= 1
+    assert all(w2 < 0 for w2 in ph["unstable_modes_w2"])
     p = np.asarray(st["polarization_C_per_m2"]["z"])[:, 2]
     q = np.asarray(st["polarization_C_per_m2"]["-z"])[:, 2]
     assert p[0] == 0 and p[-1] > 0 and q[-1] < 0
@@ -43,6 +44,7 @@ def test_dielectric_static_cli_with_shipped_models(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     st = json.loads((tmp_path / "r" / "static.json").read_text())
     assert st["relax_cell_at_zero"] and not st["relax_cell"]
+    assert json.loads((tmp_path / "r" / "phonon.json").read_text())["unstable_modes_w2"] == []
 
 
 def test_dielectric_md_cli(tmp_path):

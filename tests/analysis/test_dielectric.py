@@ -31,6 +31,10 @@ def test_phonon_mode_sum_equals_closed_form(crystal):
     # three acoustic modes near zero, the rest positive
     w = np.sort(np.abs(res["frequencies_THz"]))
     assert w[2] < 1e-3 < w[3]
+    # in THz: √(1 eV/Å²/amu)/2π = 15.6333 THz, from Φ's own eigenvalues
+    m = np.repeat(atoms.get_masses(), 3)
+    w2 = np.linalg.eigvalsh(calc.phi / np.sqrt(np.outer(m, m)))
+    assert np.allclose(w[3:], np.sort(np.sqrt(np.abs(w2)))[3:] * 15.6333, rtol=1e-4)
 
 
 def test_static_relaxation_slope_equals_phonons(crystal):

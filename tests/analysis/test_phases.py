@@ -63,8 +63,8 @@ def test_detector_finds_planted_transition():
     frames, temps = synthetic_heating()
     res = P.analyze_heating(frames, temps, window=5)
     tc = res["transition"]
-    assert abs(tc["Tc_K"] - TC) < max(3 * tc["Tc_err_K"], 80), tc
-    assert 1 < tc["Tc_err_K"] < 200 and tc["significant"]
+    assert abs(tc["Tc_K"] - TC) < 30, tc  # found 1246 ± 4 K
+    assert 1 < tc["Tc_err_K"] < 20 and tc["significant"]
     seq = res["space_group_sequence"]["0.1"]
     assert seq[0][0] == "Pnma (62)" and seq[-1][0] == "Pm-3m (221)"
     assert seq[0][2] < TC < seq[-1][1] + 130

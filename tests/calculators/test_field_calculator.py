@@ -176,3 +176,12 @@ def test_bad_inputs():
     bto.calc = FieldCalculator(Springs(bto), _bec(), (0, 0, 0.01))
     with pytest.raises(BornfieldError, match="Ba unknown to the Born-charge model"):
         bto.get_forces()
+    with pytest.raises(BornfieldError, match=r"fixed Born charges must be N×3×3, got \(5, 3\)"):
+        FieldCalculator(Springs(ref), np.zeros((5, 3)), (0, 0, 0.01))
+    two = ref.repeat((2, 1, 1))
+    two.calc = FieldCalculator(Springs(two), np.zeros((5, 3, 3)), (0, 0, 0.01))  # Z* for 5 atoms
+    with pytest.raises(BornfieldError, match="5 fixed Born charges for 10 atoms"):
+        two.get_forces()
+    two.calc = FieldCalculator(Springs(two), _bec(), (0, 0, 0.01), reference=ref)  # 5-atom ref
+    with pytest.raises(BornfieldError, match="reference structure and atoms differ in length"):
+        two.get_forces()

@@ -90,6 +90,7 @@ def test_killed_worker_repeats_only_its_own_task_from_checkpoint(tmp_path):
     np.testing.assert_allclose(obs["epot_eV"], ref["epot_eV"], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("error:torch.compile failed")  # a fallback would compare eager twice
 def test_compiled_task_follows_the_eager_one(tmp_path):
     """`bornfield run`'s default: a sweep task with the force field torch.compile-d gives the
     eager task's trajectory (same seed; float32 rounding only), through the Dask task path
@@ -108,3 +109,19 @@ def test_compiled_task_follows_the_eager_one(tmp_path):
     np.testing.assert_allclose(b["epot_eV"], a["epot_eV"], rtol=1e-6)
     np.testing.assert_allclose(b["temperature_K"], a["temperature_K"], rtol=1e-4)
     assert np.ptp(a["temperature_K"]) > 1  # the atoms did move
+
+
+def test_a_failed_task_does_not_stop_the_sweep(tmp_path):
+    """One task blows up (a force limit no step keeps), one names a model file that is not
+    there: each reports its error, and the task after them still runs to the end."""
+    from dataclasses import replace
+
+    ok, bad = _tasks(tmp_path, steps=20)
+    bad = replace(bad, md=replace(bad.md, max_force=1e-3))
+    missing = replace(ok, name="missing", ff=str(tmp_path / "no_model"), out=str(tmp_path / "m"))
+    logs: list[str] = []
+    results = run_sweep([bad, missing, ok], scheduler="serial", log=logs.append)
+    assert "blow-up at step 10: force runaway" in results[0]["error"]
+    assert "no_model" in results[1]["error"]
+    assert "error" not in results[2] and results[2]["steps_done"] == 20
+    assert logs[0].startswith("[1/3] Ez: failed: ") and logs[2].startswith("[3/3] Ex: 20 steps")

@@ -200,7 +200,9 @@ def _save_checkpoint(
     tmp.replace(path)
 
 
-def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
+def _restore_atoms(path: Path, atoms: Atoms) -> dict:
+    """The checkpoint's cell, positions and momenta into ``atoms`` (before the integrator is
+    made: Bussi's refuses atoms at rest); returns the whole checkpoint."""
     with open(path, "rb") as fh:
         state = pickle.load(fh)
     atoms.set_cell(state["cell"], scale_atoms=False)
@@ -208,6 +210,11 @@ def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
     # as saved: FixCom would otherwise remove a 1e-17 centre-of-mass momentum again, and the
     # resumed trajectory would differ from the uninterrupted one in the last bits
     atoms.set_momenta(state["momenta"], apply_constraint=False)
+    return state
+
+
+def _restore(state: dict, dyn, rng, calc) -> None:
+    """The integrator's, random stream's and field calculator's state from a checkpoint."""
     for k, v in state["dyn"].items():
         setattr(dyn, k, v)
     for p, d in state["parts"].items():
@@ -219,7 +226,6 @@ def _restore(path: Path, atoms: Atoms, dyn, rng, calc) -> dict:
         calc.ref_scaled, calc.path_dipole, calc._prev = c["ref_scaled"], c["path_dipole"], c["prev"]
         calc._z, calc.n_calls, calc._last = c["z"], c["n_calls"], c["last"]
         calc._refreshed = c.get("refreshed", [] if c["z"] is None else [c["z"]])
-    return state
 
 
 def _truncate(path: Path, keep_lines: int) -> None:
@@ -282,15 +288,15 @@ def run_md(
         atoms.set_constraint(FixCom())
     rng = np.random.default_rng(cfg.seed)
     obs, traj, ckpt = out / "observables.csv", out / "trajectory.xyz", out / CHECKPOINT
-    step = 0
-    if cfg.ensemble != "nve" and not ckpt.exists():
+    step = n_rows = n_frames = 0
+    v0 = atoms.get_volume()
+    state = _restore_atoms(ckpt, atoms) if ckpt.exists() else None
+    if cfg.ensemble != "nve" and state is None:
         thermalize_momenta(atoms, cfg.target(0), rng=rng)
         Stationary(atoms)
     dyn = _integrator(atoms, cfg, rng)
-    n_rows = n_frames = 0
-    v0 = atoms.get_volume()
-    if ckpt.exists():
-        state = _restore(ckpt, atoms, dyn, rng, calc)
+    if state is not None:
+        _restore(state, dyn, rng, calc)
         step, n_rows, n_frames = state["step"], state["n_rows"], state["n_frames"]
         v0 = state.get("v0", v0)
         _truncate(obs, n_rows + 1)

@@ -86,7 +86,11 @@ def run_sweep(
     if scheduler == "serial":
         results = []
         for i, t in enumerate(tasks):
-            results.append(run_task(t, threads_per_worker))
+            try:
+                results.append(run_task(t, threads_per_worker))
+            except Exception as exc:  # as on Dask: a crashed task does not stop the others
+                results.append({"name": t.name, "out": t.out,
+                                "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
             log(f"[{i + 1}/{len(tasks)}] {t.name}: {_status(results[-1])}")
         return results
     from dask.distributed import as_completed
