@@ -23,7 +23,6 @@ from bornfield.label.abinit import (
     CHECKPOINT,
     DONE,
     LabelError,
-    _nearly_converged,
     _scf_steps,
     write_input,
 )
@@ -125,19 +124,6 @@ def test_checkpoints_wait_for_an_scf_about_to_converge(tmp_path):
     last = (tmp_path / "run" / "gs" / "run.abo").read_text()
     assert _scf_steps(last) > 2  # the last run went on past its checkpoint to convergence
     np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=2e-3)
-
-
-def test_nearly_converged_reads_the_last_force_change():
-    head = "     iter   Etot(hartree)      deltaE(h)  residm     vres2    diffor    maxfor\n"
-    rows = [
-        " ETOT  1  -588.42588461867    -5.884E+02 2.185E-01 6.477E+03 3.943E-01 3.943E-01",
-        " ETOT  2  -588.61234567890    -1.865E-01 1.000E-03 2.000E+01 8.000E-05 3.900E-01",
-    ]
-    assert not _nearly_converged(head + rows[0], 1e-5)
-    assert _nearly_converged(head + "\n".join(rows), 1e-5)  # 8e-5 < 10 × 1e-5
-    assert not _nearly_converged(head + "\n".join(rows), 1e-6)
-    assert not _nearly_converged(head + "\n".join(rows), None)  # no stopping rule on forces
-    assert not _nearly_converged(head, 1e-5)
 
 
 def test_cli_checkpoint_interval(tmp_path):

@@ -34,7 +34,8 @@ def test_perturbed_and_scan():
     base = cubic_perovskite()
     frames = perturbed(base, 3, rattle=0.05, strain=0.02, seed=1)
     assert len(frames) == 3 and not np.allclose(frames[0].positions, frames[1].positions)
-    assert np.abs(frames[0].cell.lengths() / 3.84 - 1).max() < 0.03
+    strain = np.abs(frames[0].cell.lengths() / 3.84 - 1)
+    assert 1e-4 < strain.max() < 0.03  # strained, within the ±0.02 asked (and shear)
     scan = displacement_scan(base, 1, "z", [-0.1, 0.05])
     np.testing.assert_allclose(scan[0].positions[1] - base.positions[1], [0, 0, -0.1])
     np.testing.assert_allclose(scan[1].positions[0], base.positions[0])
@@ -108,3 +109,19 @@ def test_label_ids_option():
     assert _int_list("5,11,1-3") == [5, 11, 1, 2, 3]
     with pytest.raises(argparse.ArgumentTypeError, match="not a list of indices"):
         _int_list("5,x")
+
+
+def test_nearly_converged_reads_the_last_force_change():
+    """A parser of ABINIT's SCF table: no ABINIT needed."""
+    from bornfield.label.abinit import _nearly_converged
+
+    head = "     iter   Etot(hartree)      deltaE(h)  residm     vres2    diffor    maxfor\n"
+    rows = [
+        " ETOT  1  -588.42588461867    -5.884E+02 2.185E-01 6.477E+03 3.943E-01 3.943E-01",
+        " ETOT  2  -588.61234567890    -1.865E-01 1.000E-03 2.000E+01 8.000E-05 3.900E-01",
+    ]
+    assert not _nearly_converged(head + rows[0], 1e-5)
+    assert _nearly_converged(head + "\n".join(rows), 1e-5)  # 8e-5 < 10 × 1e-5
+    assert not _nearly_converged(head + "\n".join(rows), 1e-6)
+    assert not _nearly_converged(head + "\n".join(rows), None)  # no stopping rule on forces
+    assert not _nearly_converged(head, 1e-5)

@@ -12,6 +12,7 @@ from helpers import BATIO3, cubic_catio3, random_born_charges
 from scipy.spatial.transform import Rotation
 
 from bornfield.data import io
+from bornfield.errors import BornfieldError
 from bornfield.label.generators import cubic_perovskite
 from bornfield.models.bec import (
     build_graph,
@@ -169,6 +170,15 @@ def test_training_lowers_error_and_resumes(tmp_path):
     save_model(model, tmp_path / "copy.pt")
     z1 = predict_bec(load_model(tmp_path / "copy.pt"), frames[5])
     np.testing.assert_allclose(z1, predict_bec(model, frames[5]), atol=1e-6)
+    # another architecture in the same folder is refused, not mixed with the checkpoint
+    with pytest.raises(BornfieldError, match="checkpoint of another model or data"):
+        train_bec(frames[:4], tmp_path, {"channels": 4}, more, valid=frames[4:], log=logs.append)
+    # no improvement within `patience` epochs ends the training early
+    logs.clear()
+    still = BECTrainConfig(max_epochs=20, batch_size=2, lr=0.0, patience=2)  # nothing moves
+    train_bec(frames[:4], tmp_path / "p", {"channels": 8}, still, valid=frames[4:], log=logs.append)
+    assert "early stop: no improvement for 2 epochs" in logs
+    assert sum(m.startswith("epoch") for m in logs) == 3  # the first, then two without gain
 
 
 @pytest.fixture(scope="module")
