@@ -70,6 +70,13 @@ class DielectricConfig:
     field_V_per_m: tuple[float, ...] = (5e7,)
     directions: tuple[str, ...] = ("x", "y", "z")
     ensemble: str = "langevin"
+    # the cell of each temperature's runs: "thermal", the mean cell of a zero-field NpT run at
+    # that temperature (zero pressure; the 80-atom default expands by 0.9 / 2.7 / 4.2 % in
+    # volume at 300 / 600 / 900 K, which at the 0 K cell would be a pressure of several GPa),
+    # or "relaxed", the zero-field 0 K cell of [static]
+    cell: str = "thermal"
+    npt_steps: int = 2500  # the thermal cell's NpT run; its cell averaged over the last
+    npt_average_ps: float = 3.0  # picoseconds (MTK with taup 1 ps: the volume rings at ~1.3 ps)
     timestep: float = 2.0
     steps: int = 3000
     equilibration: float = 0.2  # fraction of each run discarded
@@ -81,6 +88,10 @@ class DielectricConfig:
     bec_interval: int = 15
     bec_extrapolate: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("thermal", "relaxed"):
+            raise BornfieldError(f"[dielectric] cell: 'thermal' or 'relaxed', got {self.cell!r}")
 
 
 @dataclass(frozen=True)

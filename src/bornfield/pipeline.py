@@ -200,16 +200,10 @@ def _fields(d) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> list:
-    """Dielectric runs (each T: zero field + each direction) and the heating run."""
-    from bornfield.analysis.dielectric import V_PER_A
-    from bornfield.md.run import MDConfig
-    from bornfield.md.sweep import MDTask
-
-    tasks = []
-    # run directories are named by everything that determines the run: a changed model or start
-    # structure gives new directories instead of resuming a stale checkpoint
-    inputs = {
+def _inputs(cfg: RunConfig, start: Atoms, ff: Path, bec: Path) -> dict:
+    """What names a run directory besides its MD settings: a changed model or start structure
+    gives a new directory instead of resuming a stale checkpoint."""
+    return {
         "ff": _file_hash(ff),
         "bec": _file_hash(bec),
         "start": np.round(
@@ -218,9 +212,118 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
         "numbers": start.numbers.tolist(),
         "device": cfg.models.device,
     }
+
+
+def npt_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> list:
+    """One zero-field NpT run per dielectric temperature, for its thermal cell."""
+    from bornfield.md.run import MDConfig
+    from bornfield.md.sweep import MDTask
+
+    d = cfg.dielectric
+    tasks = []
+    for t in d.temperatures:
+        md = MDConfig(
+            temperature=t,
+            ensemble="npt",
+            timestep=d.timestep,
+            steps=d.npt_steps,
+            seed=d.seed,
+            log_interval=10,
+            traj_interval=10,
+            checkpoint_interval=200,
+        )
+        key = _hash({"md": asdict(md), **_inputs(cfg, start, ff, bec)})
+        tasks.append(
+            MDTask(
+                f"T{t:g}_npt",
+                start,
+                str(ff_file(ff)),
+                str(bec),
+                (0.0, 0.0, 0.0),
+                md,
+                str(out / "md" / f"T{t:g}_npt_{key}"),
+                10,  # zero field: Z* only feeds the polarization output
+                cfg.models.device,
+                cfg.models.compile,
+            )
+        )
+    return tasks
+
+
+def thermal_cell(run: str | Path, start: Atoms, average_ps: float, md) -> Atoms:
+    """``start`` (its fractional coordinates) in the mean cell of the last ``average_ps`` of an
+    NpT run's trajectory: the zero-pressure cell at the run's temperature."""
+    from ase.io import read
+
+    frames = read(Path(run) / "trajectory.xyz", index=":")
+    n = min(frames_in(average_ps, md, "npt_average_ps"), len(frames))
+    cell = np.mean([f.cell[:] for f in frames[-n:]], axis=0)
+    atoms = start.copy()
+    atoms.set_cell(cell, scale_atoms=True)
+    return atoms
+
+
+def thermal_starts(
+    cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path, log: Callable[[str], None]
+) -> tuple[dict[float, Atoms], dict[str, dict], list[dict]]:
+    """Each dielectric temperature's start structure, a record of its cell, and the NpT runs'
+    summaries. With [dielectric] cell = "thermal": ``start`` scaled to the mean cell of a
+    zero-field NpT run at that temperature (a failed NpT run leaves its temperature out); else
+    ``start`` at every temperature."""
+    from bornfield.md.sweep import run_sweep
+
+    d = cfg.dielectric
+    if d.cell == "relaxed":
+        rec = {"cell": "relaxed", "volume_A3": start.get_volume()}
+        return {t: start for t in d.temperatures}, {f"{t:g}": dict(rec) for t in d.temperatures}, []
+    tasks = npt_tasks(cfg, start, ff, bec, out)
+    log(f"thermal cells: {len(tasks)} NpT runs of {d.npt_steps} steps")
+    results = run_sweep(
+        tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
+    )
+    starts, cells = {}, {}
+    for t, task, r in zip(d.temperatures, tasks, results, strict=True):
+        if "error" in r:
+            cells[f"{t:g}"] = {"cell": "thermal", "error": f"NpT run: {r['error']}"}
+            continue
+        atoms = thermal_cell(task.out, start, d.npt_average_ps, task.md)
+        starts[t] = atoms
+        v = atoms.get_volume()
+        cells[f"{t:g}"] = {
+            "cell": "thermal",
+            "volume_A3": v,
+            "volume_change": v / start.get_volume() - 1,
+            "cellpar": atoms.cell.cellpar().tolist(),
+            "npt_run": task.out,
+        }
+        log(f"{t:g} K: thermal cell {v:.1f} Å³ ({100 * (v / start.get_volume() - 1):+.2f} %)")
+    return starts, cells, results
+
+
+def md_tasks(
+    cfg: RunConfig,
+    start: Atoms,
+    ff: Path,
+    bec: Path,
+    out: Path,
+    starts: dict[float, Atoms] | None = None,
+) -> list:
+    """Dielectric runs (each T: zero field + each direction) and the heating run. ``starts``
+    gives each temperature's start structure (default ``start``; a temperature missing from
+    it gets no runs)."""
+    from bornfield.analysis.dielectric import V_PER_A
+    from bornfield.md.run import MDConfig
+    from bornfield.md.sweep import MDTask
+
+    tasks = []
+    inputs = _inputs(cfg, start, ff, bec)
+    starts = {t: start for t in cfg.dielectric.temperatures} if starts is None else starts
     d = cfg.dielectric
     if d.enabled:
         for t in d.temperatures:
+            if t not in starts:
+                continue
+            t_inputs = _inputs(cfg, starts[t], ff, bec)
             # one seed per temperature: zero-field and field runs share their thermostat noise,
             # so ⟨P⟩_E − ⟨P⟩_0 is estimated from paired series (common random numbers)
             md = MDConfig(
@@ -238,11 +341,11 @@ def md_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> li
                 schedule = {"bec_interval": d.bec_interval}
                 if d.bec_extrapolate:  # (absent when False: earlier runs keep their folders)
                     schedule["bec_extrapolate"] = True
-                key = _hash({"md": asdict(md), "field": field, **schedule, **inputs})
+                key = _hash({"md": asdict(md), "field": field, **schedule, **t_inputs})
                 tasks.append(
                     MDTask(
                         f"T{t:g}_E{name}",
-                        start,
+                        starts[t],
                         str(ff_file(ff)),
                         str(bec),
                         field,
@@ -292,16 +395,22 @@ def analyze_dielectric(
     out: Path,
     log: Callable[[str], None] = print,
     eps_inf: np.ndarray | None = None,
+    cells: dict[str, dict] | None = None,
 ) -> dict:
+    """ε per temperature from the paired runs, with the cell they ran in (``cells``, from
+    :func:`thermal_starts`)."""
     from bornfield.analysis import dielectric as D
 
     d = cfg.dielectric
+    cells = cells or {}
     by_name = {t.name: (t, r) for t, r in zip(tasks, results, strict=True)}
     table = {}
     for t in d.temperatures:
+        cell = cells.get(f"{t:g}", {})
         zero = by_name.get(f"T{t:g}_E0")
         if zero is None or "error" in zero[1]:
-            table[f"{t:g}"] = {"error": (zero or [None, {"error": "missing"}])[1]["error"]}
+            err = cell.get("error") or (zero or [None, {"error": "missing"}])[1]["error"]
+            table[f"{t:g}"] = {"error": err, "cell": cell}
             continue
         z_obs = D.read_observables(zero[0].out, d.equilibration)
         runs = []
@@ -311,6 +420,7 @@ def analyze_dielectric(
                 runs.append((np.asarray(task.field), D.read_observables(task.out, d.equilibration)))
         entry = D.md_epsilon(z_obs, runs, eps_inf=eps_inf)
         entry["mean_T_K"] = float(z_obs["temperature_K"].mean())
+        entry["cell"] = cell
         table[f"{t:g}"] = entry
         verdict = entry["assessment"]
         eps = np.diag(entry.get("finite_field", entry["fluctuation"])["epsilon_ionic"])
@@ -390,7 +500,10 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     start = atoms
     if cfg.static.enabled:
         static, phonon, start = run_static(cfg, atoms, ff, bec, out, log, _eps_inf(eps_el))
-    tasks = md_tasks(cfg, start, ff, bec, out)
+    starts, cells, npt_results = None, None, []
+    if cfg.dielectric.enabled:
+        starts, cells, npt_results = thermal_starts(cfg, start, ff, bec, out, log)
+    tasks = md_tasks(cfg, start, ff, bec, out, starts)
     log(f"MD sweep: {len(tasks)} runs on {cfg.sweep.scheduler or 'a local Dask cluster'}")
     results = run_sweep(
         tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
@@ -406,11 +519,11 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
         "eps_inf": eps_el,
         "static": static,
         "phonon": phonon,
-        "dielectric": analyze_dielectric(cfg, tasks, results, out, log, _eps_inf(eps_el))
+        "dielectric": analyze_dielectric(cfg, tasks, results, out, log, _eps_inf(eps_el), cells)
         if cfg.dielectric.enabled
         else None,
         "phases": analyze_phases(cfg, tasks, results),
-        "md_runs": results,
+        "md_runs": npt_results + results,
     }
     write_json(out / "results.json", results_json)
     write_report(cfg, out, results_json, ff=ff, bec=bec, relaxed=start, log=log)
@@ -427,9 +540,8 @@ def estimate_cost(
     and 107–112 ms at 640 (bench/results/fieldmd_catio3_t1.md), 2026-11-27."""
     n = len(build_structure(cfg))
     d, p = cfg.dielectric, cfg.phases
-    steps = (len(d.temperatures) * len(_fields(d)) * d.steps if d.enabled else 0) + (
-        p.steps if p.enabled else 0
-    )
+    per_t = len(_fields(d)) * d.steps + (d.npt_steps if d.cell == "thermal" else 0)
+    steps = (len(d.temperatures) * per_t if d.enabled else 0) + (p.steps if p.enabled else 0)
     ms = ms_per_step + ms_per_atom_step * n
     if cfg.models.compile:  # 1.8–2.2× at 160–1280 atoms (bench/results/fieldmd_catio3_t1.md)
         ms /= 2.0

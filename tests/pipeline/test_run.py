@@ -3,9 +3,11 @@ cell (short runs, real Dask), then a rerun that skips finished stages and `bornf
 redraws everything."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.io import read
 from helpers import ROOT, run_cli
 
 from bornfield.report.html import FIGURES
@@ -28,6 +30,8 @@ temperatures = [300]
 directions = ["z", "-z"]
 field_V_per_m = [5e7, 1e8]
 steps = 60
+npt_steps = 40
+npt_average_ps = 0.04
 [phases]
 t_end = 1000
 rate_K_per_ps = 5000
@@ -76,6 +80,19 @@ def test_report_has_every_figure(pipeline_run):
     assert "300 K: ε_ion diagonal" in r.stdout and "NOT converged" in r.stdout
     assert "<th>converged</th>" in html and "run longer" in html
     assert len(res["phases"]["frame_T_K"]) == len(res["phases"]["frame_pseudocubic_A"]) > 3
+    # the 300 K runs start in the mean cell of the last two frames (40 fs) of a zero-field NpT
+    # run from the relaxed cell, with the relaxed fractional coordinates
+    cell = eps["cell"]
+    npt = read(Path(cell["npt_run"]) / "trajectory.xyz", index=":")
+    mean_cell = np.mean([f.cell[:] for f in npt[-2:]], axis=0)
+    relaxed = read(out / "static" / "relaxed.xyz")
+    assert cell["cell"] == "thermal" and np.linalg.det(mean_cell) != relaxed.get_volume()
+    assert cell["volume_A3"] == pytest.approx(np.linalg.det(mean_cell), rel=1e-9)
+    zero = next(m for m in res["md_runs"] if m["name"] == "T300_E0")
+    first = read(Path(zero["out"]) / "trajectory.xyz", index=0)
+    assert np.allclose(first.cell[:], mean_cell, atol=1e-6)
+    assert np.allclose(first.get_scaled_positions(), relaxed.get_scaled_positions(), atol=1e-6)
+    assert [m["name"] for m in res["md_runs"]][0] == "T300_npt" and "<th>cell (Å³)</th>" in html
     assert all("error" not in m for m in res["md_runs"])
 
 

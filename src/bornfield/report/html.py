@@ -204,14 +204,21 @@ def write_report(
     diel = results.get("dielectric") or {}
     if diel:
         parts.append(
-            "<h2>Finite temperature</h2><table><tr><th>T (K)</th>"
+            "<h2>Finite temperature</h2><table><tr><th>T (K)</th><th>cell (Å³)</th>"
             "<th>finite field ε_ion</th><th>fluctuation ε_ion</th>"
             "<th>agree within 2σ</th><th>linear (±E)</th><th>converged</th></tr>"
         )
         for t, v in diel.items():
             if "error" in v:
-                parts.append(f"<tr><td>{t}</td><td colspan=4>{esc(v['error'])}</td></tr>")
+                parts.append(f"<tr><td>{t}</td><td colspan=6>{esc(v['error'])}</td></tr>")
                 continue
+            cell = v.get("cell") or {}
+            cell_cell = "-"
+            if "volume_A3" in cell:
+                cell_cell = f"{cell['volume_A3']:.1f}<small><br>{esc(cell['cell'])}"
+                if "volume_change" in cell:
+                    cell_cell += f" ({100 * cell['volume_change']:+.1f} % from 0 K)"
+                cell_cell += "</small>"
             ffe, fl = v.get("finite_field"), v["fluctuation"]
             agree = np.asarray(v["agreement"]["agree"]) if "agreement" in v else None
             ff_cell = _matrix(ffe["epsilon_ionic"], ffe["epsilon_ionic_error"]) if ffe else "-"
@@ -224,7 +231,7 @@ def write_report(
                 p0 = np.round(verdict["zero_field_P_shift_C_per_m2"], 3).tolist()
                 verdict_cell += f"<small><br>zero-field ⟨P⟩ = {p0} C/m² from the reference</small>"
             parts.append(
-                f"<tr><td>{t}</td><td>{ff_cell}</td>"
+                f"<tr><td>{t}</td><td>{cell_cell}</td><td>{ff_cell}</td>"
                 f"<td>{_matrix(fl['epsilon_ionic'], fl['epsilon_ionic_error'])}</td>"
                 f"<td>{'-' if agree is None else f'{int(agree.sum())}/9 components'}</td>"
                 f"<td>{esc(str(ffe['linear'])) if ffe else '-'}</td><td>{verdict_cell}</td></tr>"
