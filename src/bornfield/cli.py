@@ -477,6 +477,10 @@ def _cmd_dielectric_static(args: argparse.Namespace) -> None:
         ph = D.phonon_epsilon(relaxed, ff, predict_bec(model, relaxed), eps_inf=eps_inf)
         write_json(out / "phonon.json", ph)
         print("phonon ε_ion:\n", np.round(ph["epsilon_ionic"], 3))
+        for kind in ("unstable", "soft"):
+            if ph[f"{kind}_modes_w2"]:
+                print(f"{kind} Γ modes left out of the sum (ω², eV/Å²/amu):",
+                      np.round(ph[f"{kind}_modes_w2"], 5).tolist())  # fmt: skip
     print(f"-> {out}")
 
 

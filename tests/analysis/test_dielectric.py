@@ -27,7 +27,7 @@ def test_phonon_mode_sum_equals_closed_form(crystal):
     atoms, calc, z, exact = crystal
     res = D.phonon_epsilon(atoms, calc, z)
     assert np.allclose(res["epsilon_ionic"], exact, rtol=1e-6, atol=1e-8)
-    assert res["unstable_modes_w2"] == []
+    assert res["unstable_modes_w2"] == [] and res["soft_modes_w2"] == []
     # three acoustic modes near zero, the rest positive
     w = np.sort(np.abs(res["frequencies_THz"]))
     assert w[2] < 1e-3 < w[3]
@@ -35,6 +35,15 @@ def test_phonon_mode_sum_equals_closed_form(crystal):
     m = np.repeat(atoms.get_masses(), 3)
     w2 = np.linalg.eigvalsh(calc.phi / np.sqrt(np.outer(m, m)))
     assert np.allclose(w[3:], np.sort(np.sqrt(np.abs(w2)))[3:] * 15.6333, rtol=1e-4)
+
+
+def test_soft_modes_are_listed_not_dropped_silently(crystal):
+    """Springs 10⁴ times weaker put every optical mode below the acoustic tolerance (ω² ~ 1e-5
+    eV/Å²/amu): none is summed, and all 12 are listed as soft, none as unstable."""
+    atoms, _, z, _ = crystal
+    res = D.phonon_epsilon(atoms, HarmonicCrystal(atoms, k_iso=2e-4, k_central=6e-4), z)
+    assert len(res["soft_modes_w2"]) == 12 and res["unstable_modes_w2"] == []
+    assert np.allclose(res["epsilon_ionic"], 0)
 
 
 def test_static_relaxation_slope_equals_phonons(crystal):

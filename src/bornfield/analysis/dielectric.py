@@ -234,8 +234,10 @@ def phonon_epsilon(
     """Zero-T ionic ε from the Γ modes: ε_ion = e²/(ε0 Ω) Σ_m Z̃_m Z̃_mᵀ / ω_m².
 
     Z̃_m,α = Σ_κβ Z_κ,αβ e_m,κβ / √M_κ is the mode effective charge. The three acoustic modes
-    (|ω²| < ``acoustic_tolerance`` eV/Å²/amu, or else the three smallest) and unstable modes
-    (ω² < 0) are left out of the sum; unstable modes are listed in the result.
+    (the three smallest |ω²|) are left out of the sum, and so are unstable modes (ω² below
+    −``acoustic_tolerance`` eV/Å²/amu) and soft ones (other modes with |ω²| within it, below
+    0.49 THz, whose 1/ω² cannot be told from a division by zero); both are listed in the
+    result, as ``unstable_modes_w2`` and ``soft_modes_w2``.
     """
     z = np.asarray(born_charges, dtype=float)
     if z.shape != (len(atoms), 3, 3):
@@ -252,6 +254,7 @@ def phonon_epsilon(
     use = np.ones(len(w2), bool)
     use[acoustic] = False
     unstable = [float(x) for i, x in enumerate(w2) if use[i] and x < -acoustic_tolerance]
+    soft = [float(x) for i, x in enumerate(w2) if use[i] and abs(x) <= acoustic_tolerance]
     use &= w2 > acoustic_tolerance
     contrib = (
         MODE_SUM_FACTOR
@@ -270,6 +273,7 @@ def phonon_epsilon(
         "mode_epsilon_trace": [float(np.trace(c)) for c in contrib],
         "mode_frequencies_THz": thz[use].tolist(),
         "unstable_modes_w2": unstable,
+        "soft_modes_w2": soft,
         "displacement_A": displacement,
         "volume_A3": atoms.get_volume(),
     }
@@ -467,6 +471,11 @@ def assess_epsilon(entry: dict, rel_error: float = 0.3, n_sigma: float = 3.0) ->
     A mean zero-field P more than ``n_sigma`` errors from the reference structure's (P = 0)
     is reported, not failed: the thermal state has another polarization (a phase change or
     switching), so ε is the response around that state.
+
+    Linearity: runs of one strength at ±E test only even orders in E, which vanish in a
+    centrosymmetric state; several strengths test the cubic term. With one strength per axis
+    (the default), only the agreement with the fluctuation route, the E → 0 response, shows
+    whether the field is small enough.
     """
     ffe, fl = entry.get("finite_field"), entry["fluctuation"]
     main = ffe or fl  # the finite-field value is the one reported where it exists

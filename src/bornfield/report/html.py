@@ -201,6 +201,12 @@ def write_report(
                 f"<p>Unstable Γ modes (ω² in eV/Å²/amu): {ph['unstable_modes_w2']} — "
                 "left out of the mode sum.</p>"
             )
+        if ph and ph.get("soft_modes_w2"):
+            parts.append(
+                f"<p>Soft Γ modes (|ω²| ≤ 1e-3 eV/Å²/amu, below 0.49 THz): "
+                f"{ph['soft_modes_w2']} — left out of the mode sum, which is then a lower "
+                "bound.</p>"
+            )
     diel = results.get("dielectric") or {}
     if diel:
         parts.append(
