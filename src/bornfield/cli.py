@@ -150,7 +150,8 @@ def _cmd_label(args: argparse.Namespace) -> None:
     structures = io.read(args.structures)
     report = label_structures(
         structures, args.out, settings, job_dir=args.job_dir, nprocs=args.np,
-        max_structures=args.max_structures, ids=args.ids, **checkpoint,
+        max_structures=args.max_structures, ids=args.ids, retry_failed=args.retry_failed,
+        **checkpoint,
     )  # fmt: skip
     print(
         f"done: {len(report.done)} new, {len(report.skipped)} earlier, {len(report.failed)} failed"
@@ -747,6 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ids", type=_int_list,
         help="label only these structure indices, in this order (e.g. 5,11 or 0-9)",
     )  # fmt: skip
+    q.add_argument("--retry-failed", action="store_true",
+                   help="label again the structures (of --ids) that failed earlier")  # fmt: skip
     q.set_defaults(func=_cmd_label)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)

@@ -142,9 +142,13 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     """SIGTERM to `bornfield label` (a batch system's warning): the SCF in flight writes its
     checkpoint at the end of its step, the command stops with a one-line message, and the same
     command continues from the checkpoint. Before 8 SCF steps a stop writes no checkpoint (the
-    wavefunctions of the first steps restart an SCF worse than atomic densities)."""
+    wavefunctions of the first steps restart an SCF worse than atomic densities). Z* and ε∞ the
+    input carries (a labelled set labelled again) do not pass into a --no-bec label."""
     structures = tmp_path / "s.xyz"
-    io.write(structures, perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2))
+    (start,) = perturbed(cubic_perovskite(), 1, rattle=0.05, seed=2)
+    start.arrays["born_charges"] = np.zeros((len(start), 3, 3))
+    start.info["epsilon_inf"] = np.eye(3)
+    io.write(structures, [start])
     out = tmp_path / "l.xyz"
     args = ["label", str(structures), "--out", str(out), "--preset", "test", "--no-bec",
             "--np", "1", "--kpt-length", "6"]  # fmt: skip
@@ -171,6 +175,7 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     (frame,) = io.read(out)
     prov = json.loads(frame.info["provenance"])
     assert prov["resumed_from_checkpoint"] and prov["scf_restarts"] == 0
+    assert "born_charges" not in frame.arrays and "epsilon_inf" not in frame.info
     assert not (tmp_path / "l.xyz.job" / "failed.json").exists()
 
 
@@ -274,3 +279,6 @@ def test_unconverged_scf_is_reported_and_skipped(tmp_path):
     assert "SCF not converged" in failed["0"]
     r = run_cli(*args, "--nstep", "2")  # rerun: reported again, not retried silently
     assert r.returncode == 2 and "failed earlier" in r.stdout
+    r = run_cli(*args, "--nstep", "2", "--retry-failed")  # asked to: it runs (and fails) again
+    assert r.returncode == 2 and "failed earlier" not in r.stdout
+    assert "structure 0: SCF not converged in nstep=2" in r.stderr

@@ -360,6 +360,8 @@ def run_abinit(
     labelled = read_abinit_output(workdir / "gs" / "run.abo")
     result = atoms.copy()
     result.calc = None
+    result.arrays.pop("born_charges", None)  # labels the input carried are not this run's
+    result.info.pop("epsilon_inf", None)
     for name in ("energy", "stress"):
         result.info[name] = labelled.info[name]
     result.arrays["forces"] = labelled.arrays["forces"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from ase import Atoms
 
 from bornfield.data import io
-from bornfield.errors import BornfieldError
+from bornfield.errors import BornfieldError, DataError
 from bornfield.label.abinit import (
     CHECKPOINT_S,
     AbinitSettings,
@@ -66,6 +66,7 @@ def label_structures(
     max_structures: int | None = None,
     checkpoint_s: float = CHECKPOINT_S,
     ids: list[int] | None = None,
+    retry_failed: bool = False,
 ) -> LabelReport:
     """Label ``structures`` with ABINIT into ``out`` (extxyz), resumably, one at a time.
 
@@ -73,7 +74,10 @@ def label_structures(
     a worker can be moved to another queue without killing a structure in flight.
     ``checkpoint_s``: seconds between SCF checkpoints (see :func:`run_abinit`).
     ``ids``: label only these structures (indices into ``structures``), in this order, e.g. the
-    validation frames first; the others stay queued."""
+    validation frames first; the others stay queued. A structure that failed (ABINIT's error,
+    an SCF that did not converge, output that cannot be read) is recorded in the job's
+    ``failed.json`` and skipped by later calls; ``retry_failed`` queues the failed ones of
+    ``ids`` (all, without ``ids``) again."""
     out = Path(out)
     order = list(range(len(structures))) if ids is None else list(dict.fromkeys(ids))
     if bad := [i for i in order if not 0 <= i < len(structures)]:
@@ -98,8 +102,12 @@ def label_structures(
                 pending.append(b)
             io.write(job / "pending.xyz", pending)
             state = {"fingerprint": fp, "n": len(structures), "settings": asdict(settings)}
-            state_path.write_text(json.dumps(state, indent=1, default=str))
+            _write_json(state_path, state)
     failed_path = job / "failed.json"
+    if retry_failed:
+        with _locked(job):
+            kept = {i: why for i, why in _failed(failed_path).items() if i not in order}
+            _write_json(failed_path, kept)
     report = LabelReport()
     report.failed = _failed(failed_path)
     done_ids = _done_ids(out)
@@ -128,10 +136,10 @@ def label_structures(
             labelled = run_abinit(atoms, settings, workdir, nprocs=nprocs,
                                   checkpoint_s=checkpoint_s,
                                   log=lambda m, i=i: log(f"  structure {i}: {m}"))  # fmt: skip
-        except LabelError as exc:
+        except (LabelError, DataError) as exc:  # DataError: ABINIT's output cannot be read
             with _locked(job):
                 report.failed = _failed(failed_path) | {i: str(exc)}
-                failed_path.write_text(json.dumps(report.failed, indent=1))
+                _write_json(failed_path, report.failed)
                 claim.unlink(missing_ok=True)
             report.failed_here.append(i)
             log(f"[{n + 1}/{len(todo)}] structure {i} FAILED: {exc}")
@@ -154,6 +162,13 @@ def label_structures(
 
 def _done_ids(out: Path) -> set[int]:
     return {int(a.info[ID_KEY]) for a in io.read(out, check=False)} if out.exists() else set()
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def _failed(path: Path) -> dict[int, str]:

@@ -1,0 +1,58 @@
+"""The labelling queue's bookkeeping, with ABINIT replaced by a function that labels or fails:
+a structure whose output cannot be read is recorded as failed and the queue goes on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bornfield.data import io
+from bornfield.errors import DataError
+from bornfield.label import label_structures, preset
+from bornfield.label import queue as Q
+from bornfield.label.generators import cubic_perovskite, perturbed
+
+
+def test_unreadable_output_is_a_failure_and_retry_runs_it_again(tmp_path, monkeypatch):
+    structures = perturbed(cubic_perovskite(), 3, rattle=0.05, seed=1)
+    broken = {1}
+
+    def fake_abinit(atoms, settings, workdir, **kw):
+        if any(np.allclose(atoms.positions, structures[i].positions) for i in broken):
+            raise DataError(f"{workdir}/gs/run.abo", "no total energy (truncated?)")
+        out = atoms.copy()
+        out.info["energy"], out.info["stress"] = -1.0, np.zeros(6)
+        out.arrays["forces"] = np.zeros((len(atoms), 3))
+        return out
+
+    monkeypatch.setattr(Q, "run_abinit", fake_abinit)
+    monkeypatch.setattr(Q, "tidy", lambda workdir: None)
+    out, job = tmp_path / "l.xyz", tmp_path / "l.xyz.job"
+    settings = preset("test", bec=False)
+    report = label_structures(structures, out, settings, log=lambda m: None)
+    assert report.done == [0, 2] and report.failed_here == [1]
+    assert "truncated" in json.loads((job / "failed.json").read_text())["1"]
+    assert not list((job / "claims").iterdir())  # the failed structure's claim is released
+    assert not list(job.glob("*.tmp"))
+    report = label_structures(structures, out, settings, log=lambda m: None)
+    assert report.done == [] and list(report.failed) == [1]  # skipped, not rerun
+    broken.clear()
+    report = label_structures(structures, out, settings, log=lambda m: None, retry_failed=True)
+    assert report.done == [1] and not report.failed
+    assert json.loads((job / "failed.json").read_text()) == {}
+    assert sorted(a.info["label_id"] for a in io.read(out)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("ids", [[2], None])
+def test_retry_failed_only_touches_the_ids_given(tmp_path, ids):
+    job = tmp_path / "l.xyz.job"
+    structures = perturbed(cubic_perovskite(), 3, rattle=0.05, seed=1)
+    settings = preset("test", bec=False)
+    label_structures(
+        structures, tmp_path / "l.xyz", settings, max_structures=0, log=lambda m: None
+    )  # fmt: skip  (sets the job up, labels nothing)
+    (job / "failed.json").write_text(json.dumps({"1": "x", "2": "y"}))
+    label_structures(structures, tmp_path / "l.xyz", settings, ids=ids, retry_failed=True,
+                     max_structures=0, log=lambda m: None)  # fmt: skip
+    left = json.loads((job / "failed.json").read_text())
+    assert left == ({"1": "x"} if ids else {})
