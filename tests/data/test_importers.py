@@ -54,6 +54,18 @@ def test_abinit_incomplete_run_is_an_error(tmp_path):
         io.read(p)
 
 
+def test_abinit_unconverged_scf_is_an_error(tmp_path):
+    """ABINIT finishes a run whose SCF ran out of steps with a warning, outvars and all: such
+    output is refused, not imported as labels."""
+    text = (FIXTURES / "CaTiO3_cubic_dfpt.abo").read_text()
+    i = text.index(" -outvars")
+    warning = " scprqt:  WARNING -\n  nstep=    2 was not enough SCF cycles to converge;\n"
+    p = tmp_path / "short.abo"
+    p.write_text(text[:i] + warning + text[i:])
+    with pytest.raises(DataError, match="short.abo: an SCF did not converge"):
+        io.read(p)
+
+
 def test_vasp_outcar_born_block():
     (atoms,) = io.read(FIXTURES / "OUTCAR_CaTiO3")
     z = atoms.arrays["born_charges"]

@@ -86,6 +86,8 @@ def parse_abinit_output(text: str, source: str = "<abinit output>") -> Atoms:
     ov = _abinit_outvars(text)
     if not ov:
         raise DataError(source, "no final '-outvars' section (ABINIT run incomplete?)")
+    if "not enough SCF cycles to converge" in text:
+        raise DataError(source, "an SCF did not converge (ABINIT: 'not enough SCF cycles')")
     try:
         natom = int(_numbers(ov["natom"])[0])
         typat = _numbers(ov["typat"]).astype(int)
