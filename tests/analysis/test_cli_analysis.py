@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict
 
 import numpy as np
+import pytest
 from ase.io import write
 from helpers import (
     ROOT,
@@ -21,6 +22,7 @@ from bornfield.md.run import MDConfig, run_md
 FF, BEC = ROOT / "models/batio3/ff", ROOT / "models/batio3/bec"
 
 
+@pytest.mark.slow
 def test_dielectric_static_cli_with_shipped_models(tmp_path):
     r = run_cli("dielectric", "static", "--structure", "cubic:BaTiO3", "--ff", str(FF),
                 "--bec", str(BEC), "--fields", "0,1e7,2e7", "--directions", "z,-z",

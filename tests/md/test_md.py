@@ -191,6 +191,7 @@ def test_nose_hoover_equipartition_without_centre_of_mass(tmp_path):
     assert abs(obs["temperature_K"][400:].mean() / 300 - 1) < 0.05
 
 
+@pytest.mark.slow
 def test_npt_holds_target_pressure(tmp_path):
     """MTK NpT at 1 GPa from a cell 2.5 % below EMT copper's a₀ = 3.59 Å: the cell expands
     and the mean pressure (virial plus the ideal-gas term N kB T / V, 0.35 GPa here) is the

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import run_cli
 
 from bornfield.data import io
 from bornfield.label.generators import cubic_perovskite
 
 
+@pytest.mark.slow
 def test_field_md_runs_and_resumes(tiny_ff, tiny_bec, tmp_path):
     s = tmp_path / "bto.xyz"
     io.write(s, cubic_perovskite("BaTiO3"))
@@ -30,6 +32,7 @@ def test_field_md_runs_and_resumes(tiny_ff, tiny_bec, tmp_path):
     assert len(np.genfromtxt(tmp_path / "run" / "observables.csv", delimiter=",", names=True)) == 7
 
 
+@pytest.mark.slow
 def test_md_bad_input(tiny_ff, tiny_bec, tmp_path):
     s = tmp_path / "bto.xyz"
     io.write(s, cubic_perovskite("BaTiO3"))

@@ -44,6 +44,7 @@ def _rows(path) -> int:
     return sum(1 for _ in open(p)) - 1 if p.exists() else 0
 
 
+@pytest.mark.slow
 def test_killed_worker_repeats_only_its_own_task_from_checkpoint(tmp_path):
     pytest.importorskip("dask.distributed")
     from dask.distributed import Client, LocalCluster

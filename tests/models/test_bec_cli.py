@@ -35,6 +35,7 @@ def test_evaluate_json_and_plot(small_set):
     assert png.read_bytes()[:4] == b"\x89PNG" and "per element: Ba" in r.stdout
 
 
+@pytest.mark.slow
 def test_kfold_and_learning_curve(small_set):
     d = small_set
     js = d / "cv.json"

@@ -214,6 +214,7 @@ def test_bad_initial_model_is_a_clear_error(tiny_model, tmp_path):
     assert not (tmp_path / "c" / "ff.model").exists()
 
 
+@pytest.mark.slow
 def test_cross_validation_trains_one_model_per_fold(tmp_path):
     """`evaluate ff --folds 2` trains a model per fold at the asked precision and reports the
     mean and spread of the held-out errors over the folds."""
@@ -231,6 +232,7 @@ def test_cross_validation_trains_one_model_per_fold(tmp_path):
         assert card["preset"]["dtype"] == "float32" and card["n_train_frames"] == 3
 
 
+@pytest.mark.slow
 def test_learning_curve_trains_nested_sets_against_one_test_split(tmp_path):
     """`evaluate ff --learning-curve 2,4,9`: one model per size that the pool holds (9 > 5 is
     dropped), each scored on the same held-out frame, with a log-log plot."""

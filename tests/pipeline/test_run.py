@@ -12,6 +12,8 @@ from helpers import ROOT, run_cli
 
 from bornfield.report.html import FIGURES
 
+pytestmark = pytest.mark.slow  # one `bornfield run`, 2-3 min
+
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):

@@ -10,6 +10,7 @@ from bornfield.errors import BornfieldError
 from bornfield.pipeline import resolve_models
 
 
+@pytest.mark.slow
 def test_missing_models_are_trained_once(tmp_path):
     if not BATIO3.is_file():
         pytest.skip("shared BaTiO3 data missing")
