@@ -71,9 +71,9 @@ class DielectricConfig:
     directions: tuple[str, ...] = ("x", "y", "z")
     ensemble: str = "langevin"
     # the cell of each temperature's runs: "thermal", the mean cell of a zero-field NpT run at
-    # that temperature (zero pressure; the 80-atom default expands by 0.9 / 2.7 / 4.2 % in
-    # volume at 300 / 600 / 900 K, which at the 0 K cell would be a pressure of several GPa),
-    # or "relaxed", the zero-field 0 K cell of [static]
+    # that temperature (zero pressure; the 80-atom default's volume is 1.4 / 2.8 / 4.4 % above
+    # the 0 K cell's at 300 / 600 / 900 K, bench/results/pipeline_default.md), or "relaxed",
+    # the zero-field 0 K cell of [static]
     cell: str = "thermal"
     npt_steps: int = 2500  # the thermal cell's NpT run; its cell averaged over the last
     npt_average_ps: float = 3.0  # picoseconds (MTK with taup 1 ps: the volume rings at ~1.3 ps)
