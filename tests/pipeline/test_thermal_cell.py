@@ -33,8 +33,8 @@ def _nvt_pressure(atoms, temperature: float, steps: int = 500) -> float:
 def test_thermal_cell_is_at_zero_pressure(tmp_path):
     """EMT copper (108 atoms) at 600 K: at its 0 K cell (a₀ = 3.59 Å) NVT reads the thermal
     pressure, 4.5 GPa; in the mean cell of the last 1.4 ps of a 2-ps NpT run it reads zero
-    within 0.3 GPa (0.05 ± 0.06 GPa measured over 350 steps more), the volume having grown by
-    4 % (EMT's copper; real copper expands by 2.2 % to 600 K)."""
+    within 0.3 GPa (a Bussi run of 600 steps read 0.05 ± 0.06 GPa there), the volume having
+    grown by 4.0 % (EMT's copper)."""
     cold = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(3)
     md = MDConfig(ensemble="npt", temperature=600, timestep=2.0, steps=1000, taup=500,
                   log_interval=50, traj_interval=10, seed=1)  # fmt: skip
