@@ -214,10 +214,28 @@ def _inputs(cfg: RunConfig, start: Atoms, ff: Path, bec: Path) -> dict:
     }
 
 
+def _zero_field_task(cfg: RunConfig, name: str, start: Atoms, ff: Path, bec: Path, md, out: Path):
+    """A zero-field run (heating, thermal cell) in ``out/md/NAME_HASH``."""
+    from bornfield.md.sweep import MDTask
+
+    key = _hash({"md": asdict(md), **_inputs(cfg, start, ff, bec)})
+    return MDTask(
+        name,
+        start,
+        str(ff_file(ff)),
+        str(bec),
+        (0.0, 0.0, 0.0),
+        md,
+        str(out / "md" / f"{name}_{key}"),
+        10,  # zero field: Z* only feeds the polarization output, refreshed every 10 steps
+        cfg.models.device,
+        cfg.models.compile,
+    )
+
+
 def npt_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> list:
     """One zero-field NpT run per dielectric temperature, for its thermal cell."""
     from bornfield.md.run import MDConfig
-    from bornfield.md.sweep import MDTask
 
     d = cfg.dielectric
     tasks = []
@@ -232,21 +250,7 @@ def npt_tasks(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path) -> l
             traj_interval=10,
             checkpoint_interval=200,
         )
-        key = _hash({"md": asdict(md), **_inputs(cfg, start, ff, bec)})
-        tasks.append(
-            MDTask(
-                f"T{t:g}_npt",
-                start,
-                str(ff_file(ff)),
-                str(bec),
-                (0.0, 0.0, 0.0),
-                md,
-                str(out / "md" / f"T{t:g}_npt_{key}"),
-                10,  # zero field: Z* only feeds the polarization output
-                cfg.models.device,
-                cfg.models.compile,
-            )
-        )
+        tasks.append(_zero_field_task(cfg, f"T{t:g}_npt", start, ff, bec, md, out))
     return tasks
 
 
@@ -316,7 +320,6 @@ def md_tasks(
     from bornfield.md.sweep import MDTask
 
     tasks = []
-    inputs = _inputs(cfg, start, ff, bec)
     starts = {t: start for t in cfg.dielectric.temperatures} if starts is None else starts
     d = cfg.dielectric
     if d.enabled:
@@ -370,21 +373,7 @@ def md_tasks(
             traj_interval=p.traj_interval,
             checkpoint_interval=p.traj_interval * 5,
         )
-        key = _hash({"md": asdict(md), **inputs})
-        tasks.append(
-            MDTask(
-                "heating",
-                start,
-                str(ff_file(ff)),
-                str(bec),
-                (0.0, 0.0, 0.0),
-                md,
-                str(out / "md" / f"heating_{key}"),
-                10,  # zero field: Z* only feeds the polarization output, refreshed every 10 steps
-                cfg.models.device,
-                cfg.models.compile,
-            )
-        )
+        tasks.append(_zero_field_task(cfg, "heating", start, ff, bec, md, out))
     return tasks
 
 
