@@ -2,6 +2,8 @@
 a structure whose output cannot be read is recorded as failed and the queue goes on."""
 
 import json
+import os
+import socket
 
 import numpy as np
 import pytest
@@ -56,3 +58,16 @@ def test_retry_failed_only_touches_the_ids_given(tmp_path, ids):
                      max_structures=0, log=lambda m: None)  # fmt: skip
     left = json.loads((job / "failed.json").read_text())
     assert left == ({"1": "x"} if ids else {})
+
+
+def test_a_claim_whose_pid_was_reused_is_taken_over(tmp_path):
+    """A claim names its process by pid and start time: a live process with the claimant's pid
+    but another start time (the pid was reused after the claimant died) does not hold it."""
+    claim = tmp_path / "claims" / "s00000.json"
+    claim.parent.mkdir()
+    other = {"host": socket.gethostname(), "pid": os.getppid()}
+    claim.write_text(json.dumps({**other, "start": Q._start_time(os.getppid())}))
+    assert not Q._claim(claim)  # the live claimant keeps it
+    claim.write_text(json.dumps({**other, "start": "another-boot:1"}))
+    assert Q._claim(claim)  # same pid, another process: taken over
+    assert json.loads(claim.read_text())["pid"] == os.getpid()

@@ -6,7 +6,8 @@ recorded with their reason in ``failed.json`` and skipped, never dropped silentl
 
 Several processes may work on one job (run the same command again, on this machine or another
 one sharing the directory): each claims a structure before labelling it (``claims/``), skips
-the ones a live process holds, and takes over the claims of dead ones on its own host; the
+the ones a live process holds, and takes over the claims of dead ones on its own host (a
+claim names its process by pid and start time, so a reused pid does not hold it); the
 output and ``failed.json`` are updated under a file lock.
 """
 
@@ -190,7 +191,7 @@ def _claim(path: Path) -> bool:
     """Claim a structure for this process (under the job lock): False if a live process holds
     it. A claim by a dead process on this host is taken over; one from another host is
     respected (its liveness cannot be checked: remove the file to release it)."""
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
     if path.exists():
         try:
             owner = json.loads(path.read_text())
@@ -203,13 +204,27 @@ def _claim(path: Path) -> bool:
     return True
 
 
+def _start_time(pid: int) -> str | None:
+    """When a process started (boot id and clock ticks since boot, from /proc), so that a pid
+    reused by another process after the claimant died is not taken for the claimant; None
+    where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22: starttime
+
+
 def _alive(owner: dict) -> bool:
     if owner.get("host") != socket.gethostname():
         return True
     try:
-        os.kill(int(owner["pid"]), 0)
+        pid = int(owner["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, KeyError, ValueError):
         return True
-    return True
+    started = owner.get("start")  # claims written before this check have none
+    return started is None or _start_time(pid) in (None, started)
