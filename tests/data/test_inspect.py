@@ -1,10 +1,13 @@
-"""`bornfield data inspect` on the shared third-party BaTiO3 set (allegro-pol, MIT)."""
+"""`bornfield data inspect`: on the shared third-party BaTiO3 set (allegro-pol, MIT) and the
+shipped CaTiO3 frames."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import ROOT, run_cli
 
 from bornfield.data import io
 from bornfield.data.inspect import summarize
@@ -29,3 +32,20 @@ def test_inspect_cli_with_plot(batio3_path, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "frames: 59" in r.stdout and "Ti  (+5.84, +5.86, +4.48)" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dft_settings_are_listed_and_mixed_meshes_flagged():
+    """The shipped CaTiO3 frames share one setting; a frame whose k-mesh differs is flagged
+    (energies from two meshes of one cell differ by meV/atom, more than a model's error)."""
+    frames = io.read(ROOT / "data" / "catio3" / "catio3_5atom.xyz")
+    s = summarize(frames)
+    assert s.dft_settings == {
+        "abinit PBEsol (libxc ixc -116133), ecut 45 Ha, k-mesh 5×5×5": len(frames)
+    }
+    assert not s.mixed_settings and "WARNING" not in str(s)
+    prov = json.loads(frames[3].info["provenance"])
+    prov["kptrlatt"] = [4, 0, 0, 0, 4, 0, 0, 0, 4]
+    frames[3].info["provenance"] = json.dumps(prov)
+    s = summarize(frames)
+    assert s.mixed_settings == [5] and len(s.dft_settings) == 2
+    assert "WARNING: frames of 5 atoms" in str(s)

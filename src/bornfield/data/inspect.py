@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ class Summary:
     zstar_diag: dict[str, np.ndarray] = field(default_factory=dict)  # element -> mean diag
     zstar_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     zstar_sites: dict[str, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    #: frames per DFT setting (code, functional, cutoff, k-mesh, from each frame's provenance)
+    dft_settings: dict[str, int] = field(default_factory=dict)
+    #: atom counts whose frames were labelled with more than one DFT setting (not comparable)
+    mixed_settings: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         lo, hi = self.cell_lengths
@@ -43,6 +48,15 @@ class Summary:
                 f"{k} [{KEYS[k].unit}] ({n}/{self.n_frames})" for k, n in self.labels.items()
             ),
         ]
+        for setting, n in self.dft_settings.items():
+            out.append(f"  DFT: {setting} ({n}/{self.n_frames})")
+        if self.mixed_settings:
+            out.append(
+                "  WARNING: frames of "
+                + ", ".join(map(str, self.mixed_settings))
+                + " atoms were labelled with different DFT settings: their energies differ"
+                " by more than the model error"
+            )
         if self.energy_per_atom:
             out.append("  energy per atom (eV): {:.4f} … {:.4f}".format(*self.energy_per_atom))
         if self.force_abs:
@@ -99,6 +113,7 @@ def summarize(frames: Sequence[Atoms], source: str = "<frames>") -> Summary:
         cell_lengths=(lengths.min(axis=0), lengths.max(axis=0)),
         labels=labels,
     )
+    _add_dft_settings(s, frames)
     e = [a.info["energy"] / len(a) for a in frames if "energy" in a.info]
     if e:
         s.energy_per_atom = (min(e), max(e))
@@ -119,6 +134,30 @@ def summarize(frames: Sequence[Atoms], source: str = "<frames>") -> Summary:
             s.zstar_range[el] = (float(d.min()), float(d.max()))
         _add_site_means(s, with_z)
     return s
+
+
+def _dft_setting(atoms: Atoms) -> str | None:
+    """One frame's DFT setting as the importer read it from the output (functional, cutoff,
+    k-mesh), or None without such provenance."""
+    try:
+        prov = json.loads(atoms.info["provenance"])
+        ecut = float(np.ravel(prov["ecut"])[0])
+        k = np.reshape(prov["kptrlatt"], (3, 3)).astype(int)
+        mesh = "×".join(map(str, np.diag(k))) if (k == np.diag(np.diag(k))).all() else str(k)
+        return f"{prov['code']} {prov['functional']}, ecut {ecut:g} Ha, k-mesh {mesh}"
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _add_dft_settings(s: Summary, frames: Sequence[Atoms]) -> None:
+    """Count frames per DFT setting; flag cell sizes labelled with more than one."""
+    by_size: dict[int, set[str]] = {}
+    for a in frames:
+        setting = _dft_setting(a)
+        if setting is not None:
+            s.dft_settings[setting] = s.dft_settings.get(setting, 0) + 1
+            by_size.setdefault(len(a), set()).add(setting)
+    s.mixed_settings = sorted(n for n, found in by_size.items() if len(found) > 1)
 
 
 def _add_site_means(s: Summary, frames: Sequence[Atoms]) -> None:
