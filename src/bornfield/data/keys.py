@@ -57,7 +57,10 @@ PROVENANCE = "provenance"
 #: Other projects' names -> canonical names. Units and index order are the same unless a
 #: conversion is listed in :data:`ALIAS_SCALE`.
 ALIASES: dict[str, str] = {
-    "born_charge": "born_charges",  # allegro-pol BaTiO3 (9 per atom, same index order)
+    # Z*[atom, α = field/polarization, β = force/displacement] in both, checked in their code:
+    # allegro-pol's QE parser writes q[n, i, j] = ΔF_nj / E_i row-major and its model
+    # dP_α/dr_β as [atom, α, β]; mace-torch stacks dμ_α/dR_β as [atom, α, β].
+    "born_charge": "born_charges",  # allegro-pol BaTiO3 (9 per atom)
     "REF_becs": "born_charges",  # MACE-Field
     "total_energy": "energy",  # allegro-pol
     "REF_energy": "energy",  # mace-torch training files
