@@ -268,25 +268,18 @@ def thermal_cell(run: str | Path, start: Atoms, average_ps: float, md) -> Atoms:
 
 
 def thermal_starts(
-    cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path, log: Callable[[str], None]
-) -> tuple[dict[float, Atoms], dict[str, dict], list[dict]]:
-    """Each dielectric temperature's start structure, a record of its cell, and the NpT runs'
-    summaries. With [dielectric] cell = "thermal": ``start`` scaled to the mean cell of a
-    zero-field NpT run at that temperature (a failed NpT run leaves its temperature out); else
-    ``start`` at every temperature."""
-    from bornfield.md.sweep import run_sweep
-
+    cfg: RunConfig, start: Atoms, npt: list, results: list[dict], log: Callable[[str], None]
+) -> tuple[dict[float, Atoms], dict[str, dict]]:
+    """Each dielectric temperature's start structure and a record of its cell. With
+    [dielectric] cell = "thermal": ``start`` scaled to the mean cell of that temperature's
+    finished NpT run (``npt``, from :func:`npt_tasks`, and their ``results``; a failed run
+    leaves its temperature out); else ``start`` at every temperature."""
     d = cfg.dielectric
     if d.cell == "relaxed":
         rec = {"cell": "relaxed", "volume_A3": start.get_volume()}
-        return {t: start for t in d.temperatures}, {f"{t:g}": dict(rec) for t in d.temperatures}, []
-    tasks = npt_tasks(cfg, start, ff, bec, out)
-    log(f"thermal cells: {len(tasks)} NpT runs of {d.npt_steps} steps")
-    results = run_sweep(
-        tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
-    )
+        return {t: start for t in d.temperatures}, {f"{t:g}": dict(rec) for t in d.temperatures}
     starts, cells = {}, {}
-    for t, task, r in zip(d.temperatures, tasks, results, strict=True):
+    for t, task, r in zip(d.temperatures, npt, results, strict=True):
         if "error" in r:
             cells[f"{t:g}"] = {"cell": "thermal", "error": f"NpT run: {r['error']}"}
             continue
@@ -301,7 +294,7 @@ def thermal_starts(
             "npt_run": task.out,
         }
         log(f"{t:g} K: thermal cell {v:.1f} Å³ ({100 * (v / start.get_volume() - 1):+.2f} %)")
-    return starts, cells, results
+    return starts, cells
 
 
 def md_tasks(
@@ -311,10 +304,11 @@ def md_tasks(
     bec: Path,
     out: Path,
     starts: dict[float, Atoms] | None = None,
+    heating: bool = True,
 ) -> list:
-    """Dielectric runs (each T: zero field + each direction) and the heating run. ``starts``
-    gives each temperature's start structure (default ``start``; a temperature missing from
-    it gets no runs)."""
+    """Dielectric runs (each T: zero field + each direction) and, with ``heating``, the
+    heating run. ``starts`` gives each temperature's start structure (default ``start``; a
+    temperature missing from it gets no runs)."""
     from bornfield.analysis.dielectric import V_PER_A
     from bornfield.md.run import MDConfig
     from bornfield.md.sweep import MDTask
@@ -360,21 +354,29 @@ def md_tasks(
                         d.bec_extrapolate,
                     )
                 )
+    heat = heating_task(cfg, start, ff, bec, out) if heating else None
+    return tasks + ([heat] if heat else [])
+
+
+def heating_task(cfg: RunConfig, start: Atoms, ff: Path, bec: Path, out: Path):
+    """The zero-field heating run of [phases] (None when it is off)."""
+    from bornfield.md.run import MDConfig
+
     p = cfg.phases
-    if p.enabled:
-        md = MDConfig(
-            ramp=(p.t_start, p.t_end, p.rate_K_per_ps),
-            temperature=p.t_start,
-            ensemble=p.ensemble,
-            timestep=p.timestep,
-            steps=p.steps,
-            seed=p.seed,
-            log_interval=10,
-            traj_interval=p.traj_interval,
-            checkpoint_interval=p.traj_interval * 5,
-        )
-        tasks.append(_zero_field_task(cfg, "heating", start, ff, bec, md, out))
-    return tasks
+    if not p.enabled:
+        return None
+    md = MDConfig(
+        ramp=(p.t_start, p.t_end, p.rate_K_per_ps),
+        temperature=p.t_start,
+        ensemble=p.ensemble,
+        timestep=p.timestep,
+        steps=p.steps,
+        seed=p.seed,
+        log_interval=10,
+        traj_interval=p.traj_interval,
+        checkpoint_interval=p.traj_interval * 5,
+    )
+    return _zero_field_task(cfg, "heating", start, ff, bec, md, out)
 
 
 def analyze_dielectric(
@@ -469,10 +471,17 @@ def analyze_phases(cfg: RunConfig, tasks, results) -> dict | None:
     return None
 
 
+def _sweep(cfg: RunConfig, tasks: list, log: Callable[[str], None]) -> list[dict]:
+    from bornfield.md.sweep import run_sweep
+
+    return run_sweep(
+        tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
+    )
+
+
 def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     """Run every enabled stage; returns the results that also go to ``results.json``."""
     from bornfield.analysis.errors import write_json
-    from bornfield.md.sweep import run_sweep
     from bornfield.report import write_report
 
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else Path(cfg.base_dir or ".") / cfg.out
@@ -489,14 +498,27 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
     start = atoms
     if cfg.static.enabled:
         static, phonon, start = run_static(cfg, atoms, ff, bec, out, log, _eps_inf(eps_el))
-    starts, cells, npt_results = None, None, []
-    if cfg.dielectric.enabled:
-        starts, cells, npt_results = thermal_starts(cfg, start, ff, bec, out, log)
-    tasks = md_tasks(cfg, start, ff, bec, out, starts)
-    log(f"MD sweep: {len(tasks)} runs on {cfg.sweep.scheduler or 'a local Dask cluster'}")
-    results = run_sweep(
-        tasks, cfg.sweep.scheduler, cfg.sweep.workers, cfg.sweep.threads_per_worker, log=log
+    # Two sweeps: first the runs that need only the relaxed structure (the NpT runs for the
+    # thermal cells, with the heating run beside them), then the field runs in those cells.
+    # The heating run, the longest, leads its sweep so that it does not run alone at the end.
+    d = cfg.dielectric
+    heat = heating_task(cfg, start, ff, bec, out)
+    npt = npt_tasks(cfg, start, ff, bec, out) if d.enabled and d.cell == "thermal" else []
+    early = [heat] if heat and npt else []
+    if npt:
+        log(f"thermal cells: {len(npt)} NpT runs of {d.npt_steps} steps"
+            + (", beside the heating run" if early else ""))  # fmt: skip
+    early_results = _sweep(cfg, early + npt, log)
+    npt_results = early_results[len(early) :]
+    starts = cells = None
+    if d.enabled:
+        starts, cells = thermal_starts(cfg, start, npt, npt_results, log)
+    tasks = ([heat] if heat and not early else []) + md_tasks(
+        cfg, start, ff, bec, out, starts, heating=False
     )
+    log(f"MD sweep: {len(tasks)} runs on {cfg.sweep.scheduler or 'a local Dask cluster'}")
+    results = _sweep(cfg, tasks, log)
+    tasks, results = early + tasks, early_results[: len(early)] + results
     results_json = {
         "system": {"formula": atoms.get_chemical_formula(), "atoms": len(atoms)},
         "models": {

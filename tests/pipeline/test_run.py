@@ -94,7 +94,12 @@ def test_report_has_every_figure(pipeline_run):
     first = read(Path(zero["out"]) / "trajectory.xyz", index=0)
     assert np.allclose(first.cell[:], mean_cell, atol=1e-6)
     assert np.allclose(first.get_scaled_positions(), relaxed.get_scaled_positions(), atol=1e-6)
-    assert [m["name"] for m in res["md_runs"]][0] == "T300_npt" and "<th>cell (Å³)</th>" in html
+    assert [m["name"] for m in res["md_runs"]][:2] == ["T300_npt", "heating"]
+    assert "<th>cell (Å³)</th>" in html
+    # the heating run needs no thermal cell: it runs beside the NpT run, not after the field runs
+    assert "1 NpT runs of 40 steps, beside the heating run" in r.stdout
+    sweeps = r.stdout.split("MD sweep:")
+    assert "heating:" in sweeps[0] and "heating:" not in sweeps[1]
     assert all("error" not in m for m in res["md_runs"])
 
 
