@@ -7,6 +7,8 @@ import socket
 
 import numpy as np
 import pytest
+from ase.build import make_supercell
+from helpers import ROOT
 
 from bornfield.data import io
 from bornfield.errors import DataError
@@ -71,3 +73,19 @@ def test_a_claim_whose_pid_was_reused_is_taken_over(tmp_path):
     claim.write_text(json.dumps({**other, "start": "another-boot:1"}))
     assert Q._claim(claim)  # same pid, another process: taken over
     assert json.loads(claim.read_text())["pid"] == os.getpid()
+
+
+def test_mixed_k_meshes_are_reported():
+    """The k-mesh follows each cell's lengths, so a cell 20 % larger than the others gets a
+    coarser mesh; the queue says so before labelling. The shipped CaZrO3 batch has one mesh."""
+    a = cubic_perovskite()
+    big = a.copy()
+    big.set_cell(a.cell * 1.2, scale_atoms=True)
+    settings = preset("production")
+    warning = Q._mixed_meshes([a, big, a, make_supercell(a, np.diag([1, 1, 2]))], settings)
+    assert warning.startswith("WARNING") and (
+        "(5 atoms: 5×5×5 for ids [0, 2], 4×4×4 for ids [1])" in warning
+    )
+    assert "10 atoms" not in warning  # another size may have another mesh
+    batch = io.read(ROOT / "data/cazro3/structures_5atom_batch1.xyz")
+    assert Q._mixed_meshes(batch, settings) is None

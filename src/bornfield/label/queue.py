@@ -119,6 +119,8 @@ def label_structures(
     log(f"labelling {len(todo)} of {len(structures)} structures ({len(done_ids)} done) -> {out}")
     if ids is not None:
         log(f"  in this order: {todo}")
+    if warning := _mixed_meshes(structures, settings):
+        log(warning)
     for n, i in enumerate(todo):
         if max_structures is not None and len(report.done + report.failed_here) >= max_structures:
             log(f"stopping after {max_structures} structure(s) (--max); the rest stay queued")
@@ -159,6 +161,25 @@ def label_structures(
             f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min (for this worker alone)"
         )
     return report
+
+
+def _mixed_meshes(structures: list[Atoms], settings: AbinitSettings) -> str | None:
+    """A warning when cells of one size get different k-meshes (the mesh follows each cell's
+    lengths, see :meth:`AbinitSettings.kmesh`): their energies are not comparable to the meV."""
+    meshes: dict[int, dict[tuple[int, ...], list[int]]] = {}
+    for i, a in enumerate(structures):
+        meshes.setdefault(len(a), {}).setdefault(tuple(settings.kmesh(a)), []).append(i)
+    mixed = {n: m for n, m in meshes.items() if len(m) > 1}
+    if not mixed:
+        return None
+    found = "; ".join(
+        f"{n} atoms: " + ", ".join(f"{'×'.join(map(str, k))} for ids {v}" for k, v in m.items())
+        for n, m in mixed.items()
+    )
+    return (
+        f"WARNING: cells of one size get different k-meshes ({found}): their energies are not"
+        " comparable to the meV; --kpt-length can make them agree"
+    )
 
 
 def _done_ids(out: Path) -> set[int]:
