@@ -73,6 +73,8 @@ def test_a_claim_whose_pid_was_reused_is_taken_over(tmp_path):
     claim.write_text(json.dumps({**other, "start": "another-boot:1"}))
     assert Q._claim(claim)  # same pid, another process: taken over
     assert json.loads(claim.read_text())["pid"] == os.getpid()
+    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert Q._claim(claim)  # a claim of this pid from before start times were kept
 
 
 def test_mixed_k_meshes_are_reported():

@@ -242,6 +242,8 @@ def _alive(owner: dict) -> bool:
         return True
     try:
         pid = int(owner["pid"])
+        if pid == os.getpid():  # this process's own claim, or a dead one's with its pid
+            return False
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
