@@ -7,6 +7,7 @@
 #   JOBS=/work/runs bash data/label_queue.sh     # job directories (default: runs/label)
 #   NP=1 bash data/label_queue.sh                 # MPI ranks per ABINIT run (default 2)
 #
+# Where a queue stands: its `bornfield label` line below with --status added.
 # Stop with `pkill -TERM -f "bornfield label"`: the SCF in flight is checkpointed and this
 # script stops too (the label command exits non-zero); run it again to go on.
 set -euo pipefail

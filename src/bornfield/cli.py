@@ -129,6 +129,12 @@ def _cmd_label(args: argparse.Namespace) -> None:
         n = label_with_calculator(io.read(args.structures), args.out, args.calculator)
         print(f"done: {n} new frames labelled with {args.calculator} -> {args.out}")
         return
+    if args.status:  # where the queue stands; runs nothing
+        from bornfield.label.queue import queue_status
+
+        n = len(io.read(args.structures, check=False))
+        print(queue_status(n, args.out, args.job_dir, args.ids))
+        return
     # SIGTERM: checkpoint the SCF in flight, then stop (the rerun continues from there)
     signal.signal(signal.SIGTERM, lambda *_: request_stop())
 
@@ -750,6 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     q.add_argument("--retry-failed", action="store_true",
                    help="label again the structures (of --ids) that failed earlier")  # fmt: skip
+    q.add_argument("--status", action="store_true",
+                   help="print the queue's state (done, running with its stages, failed, "
+                   "pending, time left) and exit; runs nothing")  # fmt: skip
     q.set_defaults(func=_cmd_label)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)

@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 from ase.build import make_supercell
-from helpers import ROOT
+from helpers import ROOT, run_cli
 
 from bornfield.data import io
 from bornfield.errors import DataError
@@ -91,3 +91,42 @@ def test_mixed_k_meshes_are_reported():
     assert "10 atoms" not in warning  # another size may have another mesh
     batch = io.read(ROOT / "data/cazro3/structures_5atom_batch1.xyz")
     assert Q._mixed_meshes(batch, settings) is None
+
+
+def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
+    """`bornfield label ... --status`: done, failed, running (a live claim, with its finished
+    stages) and pending structures, from the output and the job directory alone."""
+    structures = perturbed(cubic_perovskite(), 5, rattle=0.05, seed=2)
+
+    def fake_abinit(atoms, settings, workdir, **kw):
+        if np.allclose(atoms.positions, structures[1].positions):
+            raise DataError(f"{workdir}/gs/run.abo", "no total energy")
+        out = atoms.copy()
+        out.info["energy"], out.info["stress"] = -1.0, np.zeros(6)
+        out.arrays["forces"] = np.zeros((len(atoms), 3))
+        out.info["provenance"] = json.dumps({"wall_time_s": 600.0})
+        return out
+
+    monkeypatch.setattr(Q, "run_abinit", fake_abinit)
+    monkeypatch.setattr(Q, "tidy", lambda workdir: None)
+    out, job = tmp_path / "l.xyz", tmp_path / "l.xyz.job"
+    label_structures(structures, out, preset("test", bec=False), max_structures=3,
+                     log=lambda m: None)  # fmt: skip
+    (job / "s00003" / "gs").mkdir(parents=True)
+    (job / "s00003" / "gs" / "done.json").write_text("{}")
+    claim = {
+        "host": socket.gethostname(),
+        "pid": os.getppid(),
+        "start": Q._start_time(os.getppid()),
+    }
+    (job / "claims" / "s00003.json").write_text(json.dumps(claim))
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    s = Q.queue_status(len(structures), out)
+    assert (s.done, list(s.failed), s.running, s.pending) == ([0, 2], [1], {3: "1 of 1"}, [4])
+    assert "about 0.3 h left on one worker" in str(s)  # 2 frames left at 10 min each
+    io.write(tmp_path / "s.xyz", structures)
+    r = run_cli("label", str(tmp_path / "s.xyz"), "--out", str(out), "--status", "--ids", "4,3")
+    assert r.returncode == 0, r.stderr
+    assert "0 of 2 done" in r.stdout and "structure 3, 1 of 1 stages" in r.stdout
+    after = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.name != "s.xyz")
+    assert after == before

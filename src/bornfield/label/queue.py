@@ -83,7 +83,7 @@ def label_structures(
     order = list(range(len(structures))) if ids is None else list(dict.fromkeys(ids))
     if bad := [i for i in order if not 0 <= i < len(structures)]:
         raise BornfieldError(f"structure ids {bad} out of range: {len(structures)} structures")
-    job = Path(job_dir) if job_dir else out.with_name(out.name + ".job")
+    job = _job_dir(out, job_dir)
     job.mkdir(parents=True, exist_ok=True)
     state_path = job / "job.json"
     fp = _fingerprint(structures, settings)
@@ -161,6 +161,80 @@ def label_structures(
             f"{len(labelled)} atoms): {dt:.0f} s, ETA {eta / 60:.1f} min (for this worker alone)"
         )
     return report
+
+
+def _job_dir(out: Path, job_dir: str | Path | None) -> Path:
+    return Path(job_dir) if job_dir else out.with_name(out.name + ".job")
+
+
+@dataclass
+class QueueStatus:
+    """Where a labelling queue stands (:func:`queue_status`); ``str()`` is the summary."""
+
+    out: Path
+    done: list[int]
+    running: dict[int, str]  # id -> its finished stages, "k of n"
+    failed: dict[int, str]
+    pending: list[int]
+    wall_s: list[float]  # ABINIT wall time of each done frame (its provenance)
+
+    def __str__(self) -> str:
+        n = len(self.done) + len(self.running) + len(self.failed) + len(self.pending)
+        out = [f"{self.out}: {len(self.done)} of {n} done"]
+        out += [f"  running: structure {i}, {st} stages finished" for i, st in self.running.items()]
+        out += [f"  failed: structure {i}: {why}" for i, why in self.failed.items()]
+        if self.pending:
+            out.append(f"  pending: {len(self.pending)}, next {self.pending[:8]}")
+        left = len(self.pending) + len(self.running)
+        if self.wall_s and left:
+            med = sorted(self.wall_s)[len(self.wall_s) // 2]
+            out.append(
+                f"  median {med / 60:.0f} min per frame so far (its ABINIT wall time):"
+                f" about {left * med / 3600:.1f} h left on one worker"
+            )
+        return "\n".join(out)
+
+
+def queue_status(
+    n_structures: int,
+    out: str | Path,
+    job_dir: str | Path | None = None,
+    ids: list[int] | None = None,
+) -> QueueStatus:
+    """The state of the queue :func:`label_structures` works on (same ``out``, ``job_dir``,
+    ``ids``), read from its output and job directory without changing either."""
+    out = Path(out)
+    job = _job_dir(out, job_dir)
+    order = list(range(n_structures)) if ids is None else list(dict.fromkeys(ids))
+    frames = io.read(out, check=False) if out.exists() else []
+    done_ids = {int(a.info[ID_KEY]) for a in frames}
+    failed = {i: why for i, why in _failed(job / "failed.json").items() if i in order}
+    state = json.loads((job / "job.json").read_text()) if (job / "job.json").exists() else {}
+    n_stages = 7 if state.get("settings", {}).get("bec", True) else 1
+    running = {}
+    for i in order:
+        claim = job / "claims" / f"s{i:05d}.json"
+        if i in done_ids or i in failed or not claim.exists():
+            continue
+        try:
+            owner = json.loads(claim.read_text())
+        except ValueError:
+            continue
+        if _alive(owner):
+            stages = len(list((job / f"s{i:05d}").glob("*/done.json")))
+            running[i] = f"{stages} of {n_stages}"
+    return QueueStatus(
+        out=out,
+        done=[i for i in order if i in done_ids],
+        running=running,
+        failed=failed,
+        pending=[i for i in order if i not in done_ids | set(failed) | set(running)],
+        wall_s=[
+            float(json.loads(a.info["provenance"]).get("wall_time_s", 0))
+            for a in frames
+            if int(a.info[ID_KEY]) in order and "provenance" in a.info
+        ],
+    )
 
 
 def _mixed_meshes(structures: list[Atoms], settings: AbinitSettings) -> str | None:
