@@ -7,7 +7,7 @@
 #   JOBS=/work/runs bash data/label_queue.sh     # job directories (default: runs/label)
 #   NP=1 bash data/label_queue.sh                 # MPI ranks per ABINIT run (default 2)
 #
-# Where a queue stands: its `bornfield label` line below with --status added.
+#   STATUS=1 bash data/label_queue.sh             # where every queue stands; runs nothing
 # Stop with `pkill -TERM -f "bornfield label"`: the SCF in flight is checkpointed and this
 # script stops too (the label command exits non-zero); run it again to go on.
 set -euo pipefail
@@ -16,8 +16,9 @@ JOBS=${JOBS:-runs/label}
 NP=${NP:-2}
 
 label() {  # STRUCTURES OUT JOB [options]
-    echo "== $(date -u +%FT%TZ) $1 -> $2" >&2
-    bornfield label "$1" --out "$2" --job-dir "$JOBS/$3" --preset production --np "$NP" "${@:4}"
+    [ -n "${STATUS:-}" ] || echo "== $(date -u +%FT%TZ) $1 -> $2" >&2
+    bornfield label "$1" --out "$2" --job-dir "$JOBS/$3" --preset production --np "$NP" "${@:4}" \
+        ${STATUS:+--status}
 }
 
 label data/cazro3/structures_5atom_batch1.xyz data/cazro3/cazro3_5atom.xyz \
