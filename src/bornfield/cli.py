@@ -108,8 +108,11 @@ def _cmd_data_sparsify(args: argparse.Namespace) -> None:
     from bornfield.data.splits import farthest_point_sampling
 
     frames = io.read(args.file)
+    reference = [a for f in args.reference or [] for a in io.read(f, check=False)]
     try:
-        idx = farthest_point_sampling(frames, args.n, seed=args.seed, r_max=args.r_max)
+        idx = farthest_point_sampling(
+            frames, args.n, seed=args.seed, r_max=args.r_max, reference=reference
+        )
     except ValueError as exc:
         raise BornfieldError(f"{args.file}: {exc}") from None
     io.write(args.out, [frames[i] for i in idx])
@@ -204,9 +207,15 @@ def _cmd_structures(args: argparse.Namespace) -> None:
             seed=args.seed,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
+        # --strain with --md only when asked for: snapshots keep the MD cell otherwise. The
+        # strain comes after the selection (as the shipped batches were made), except against
+        # --reference frames, which are compared strained with strained
+        reference = [a for f in args.reference or [] for a in io.read(f, check=False)]
+        if args.strain and reference:
+            frames = g.strained(frames, args.strain, seed=args.seed)
         if args.sparsify:
-            frames = snapshots.sparsify(frames, args.sparsify, seed=args.seed)
-        if args.strain:  # with --md only when asked for: snapshots keep the MD cell otherwise
+            frames = snapshots.sparsify(frames, args.sparsify, seed=args.seed, reference=reference)
+        if args.strain and not reference:
             frames = g.strained(frames, args.strain, seed=args.seed)
     elif args.atom is not None:
         amps = [float(x) for x in args.amplitudes.split(",")]
@@ -713,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--r-max", type=float, default=6.0, help="descriptor cutoff (Å)")
+    q.add_argument("--reference", action="append", metavar="XYZ",
+                   help="frames already in the dataset (repeatable): pick those farthest from "
+                   "them too")  # fmt: skip
     q.set_defaults(func=_cmd_data_sparsify)
 
     q = sub.add_parser(
@@ -986,6 +998,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="displace along FF's softest z-polarized Γ mode by each of --amplitudes (Fig 2b)",
     )
     q.add_argument("--sparsify", type=int, help="with --md: keep N by farthest-point sampling")
+    q.add_argument("--reference", action="append", metavar="XYZ",
+                   help="with --sparsify: structures already in the dataset (repeatable); the "
+                   "N kept are the farthest from them too")  # fmt: skip
     q.set_defaults(func=_cmd_structures)
     return p
 

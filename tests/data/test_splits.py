@@ -71,6 +71,20 @@ def test_fps_covers_better_than_random():
     assert covering_radius(fps) <= np.median([covering_radius(r) for r in rnd])
 
 
+def test_fps_against_reference_frames_fills_what_they_lack():
+    """With reference frames (an earlier batch), FPS first picks the candidates unlike them: a
+    batch that already has the small-amplitude snapshots gets the large-amplitude ones, and
+    candidates equal to a reference frame come last."""
+    small, large = _snapshots(6, 0.02), _snapshots(6, 0.2)
+    candidates = small + large
+    idx = farthest_point_sampling(candidates, 6, reference=small)
+    assert set(idx.tolist()) == set(range(6, 12))
+    # with no reference the first pick is the outlier, as before
+    assert farthest_point_sampling(candidates, 6).tolist() != idx.tolist()
+    again = farthest_point_sampling(small[:3] + large[:1], 4, reference=small)
+    assert again[0] == 3  # the one large snapshot first; copies of reference frames after it
+
+
 def test_split_and_sparsify_cli(tmp_path):
     frames = _snapshots(6)
     for a in frames:
@@ -84,6 +98,12 @@ def test_split_and_sparsify_cli(tmp_path):
     assert r.returncode == 0 and len(io.read(tmp_path / "s.xyz")) == 3
     r = run_cli("data", "sparsify", str(p), "-n", "9", "--out", str(tmp_path / "s.xyz"))
     assert r.returncode == 2 and "cannot pick 9 of 6" in r.stderr
+    io.write(tmp_path / "ref.xyz", frames[:3])
+    r = run_cli("data", "sparsify", str(p), "-n", "3", "--out", str(tmp_path / "s.xyz"),
+                "--reference", str(tmp_path / "ref.xyz"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    picked = io.read(tmp_path / "s.xyz")
+    assert not any(np.allclose(a.positions, b.positions) for a in picked for b in frames[:3])
 
 
 def test_split_by_label_id(tmp_path):

@@ -85,3 +85,20 @@ def test_cli_md_snapshots_equilibration_and_strain(tmp_path):
             q.get_scaled_positions(wrap=False), p.get_scaled_positions(wrap=False), atol=1e-7
         )
     assert not np.allclose(strained[0].cell[:], strained[1].cell[:])
+
+
+def test_cli_sparsify_against_reference_structures(tmp_path):
+    """--reference: the kept snapshots are the farthest from an earlier batch too; with
+    --strain they are strained before the selection (compared strained with strained)."""
+    args = ["structures", "cubic", "--formula", "BaTiO3", "--md", str(SHIPPED_FF), "-n", "3",
+            "--temperatures", "300", "--interval", "2", "--equilibration", "4",
+            "--strain", "0.02"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "all.xyz")]) == 0
+    every = io.read(tmp_path / "all.xyz")
+    io.write(tmp_path / "ref.xyz", every[:2])
+    out = tmp_path / "new.xyz"
+    ref = ["--reference", str(tmp_path / "ref.xyz")]
+    assert main([*args, "--sparsify", "1", *ref, "--out", str(out)]) == 0
+    (picked,) = io.read(out)
+    np.testing.assert_allclose(picked.positions, every[2].positions, atol=1e-7)
+    np.testing.assert_allclose(picked.cell[:], every[2].cell[:], atol=1e-7)

@@ -101,23 +101,35 @@ def rdf_descriptor(
 
 
 def farthest_point_sampling(
-    frames: Sequence[Atoms], n: int, seed: int = 0, r_max: float = 6.0
+    frames: Sequence[Atoms],
+    n: int,
+    seed: int = 0,
+    r_max: float = 6.0,
+    reference: Sequence[Atoms] = (),
 ) -> np.ndarray:
     """Pick n of the frames, each the one farthest (descriptor distance) from those already picked.
 
-    The first pick is the frame farthest from the mean descriptor, then greedy max-min; ties are
-    broken by the seeded order. Returns the picked indices in pick order.
+    Without ``reference`` the first pick is the frame farthest from the mean descriptor, then
+    greedy max-min. With ``reference`` (frames already in a dataset, e.g. earlier batches) every
+    pick is the frame farthest from the reference frames and the picks before it, so a new
+    batch fills what the dataset lacks. Ties are broken by the seeded order. Returns the picked
+    indices in pick order.
     """
     if not 1 <= n <= len(frames):
         raise ValueError(f"cannot pick {n} of {len(frames)} frames")
-    species = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    species = sorted({s for a in [*frames, *reference] for s in a.get_chemical_symbols()})
     x = np.stack([rdf_descriptor(a, species, r_max) for a in frames])
     order = np.random.default_rng(seed).permutation(len(frames))
     x = x[order]
-    first = int(np.argmax(np.linalg.norm(x - x.mean(axis=0), axis=1)))
-    picked = [first]
-    dmin = np.linalg.norm(x - x[first], axis=1)
-    for _ in range(n - 1):
+    if len(reference):
+        ref = np.stack([rdf_descriptor(a, species, r_max) for a in reference])
+        dmin = np.linalg.norm(x[:, None] - ref[None], axis=2).min(axis=1)
+        picked = []
+    else:
+        first = int(np.argmax(np.linalg.norm(x - x.mean(axis=0), axis=1)))
+        picked = [first]
+        dmin = np.linalg.norm(x - x[first], axis=1)
+    while len(picked) < n:
         nxt = int(np.argmax(dmin))
         picked.append(nxt)
         dmin = np.minimum(dmin, np.linalg.norm(x - x[nxt], axis=1))

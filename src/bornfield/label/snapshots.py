@@ -84,8 +84,11 @@ def md_snapshots(
     return frames
 
 
-def sparsify(frames: Sequence[Atoms], n: int, seed: int = 0) -> list[Atoms]:
-    """The n most mutually distant frames (farthest-point sampling on RDF descriptors)."""
+def sparsify(
+    frames: Sequence[Atoms], n: int, seed: int = 0, reference: Sequence[Atoms] = ()
+) -> list[Atoms]:
+    """The n most mutually distant frames (farthest-point sampling on RDF descriptors), and
+    farthest from the ``reference`` frames (an existing dataset) if given."""
     if n >= len(frames):
         return list(frames)
-    return [frames[i] for i in farthest_point_sampling(frames, n, seed=seed)]
+    return [frames[i] for i in farthest_point_sampling(frames, n, seed=seed, reference=reference)]
