@@ -103,12 +103,19 @@ def _cmd_data_split(args: argparse.Namespace) -> None:
         raise BornfieldError(f"{args.file}: {exc}") from None
 
 
+def _read_all(paths: list[str] | None) -> list:
+    """The frames of every file in ``paths`` (e.g. repeated ``--reference``), in order."""
+    from bornfield.data import io
+
+    return [a for f in paths or [] for a in io.read(f, check=False)]
+
+
 def _cmd_data_sparsify(args: argparse.Namespace) -> None:
     from bornfield.data import io
     from bornfield.data.splits import farthest_point_sampling
 
     frames = io.read(args.file)
-    reference = [a for f in args.reference or [] for a in io.read(f, check=False)]
+    reference = _read_all(args.reference)
     try:
         idx = farthest_point_sampling(
             frames, args.n, seed=args.seed, r_max=args.r_max, reference=reference
@@ -210,7 +217,7 @@ def _cmd_structures(args: argparse.Namespace) -> None:
         # --strain with --md only when asked for: snapshots keep the MD cell otherwise. The
         # strain comes after the selection (as the shipped batches were made), except against
         # --reference frames, which are compared strained with strained
-        reference = [a for f in args.reference or [] for a in io.read(f, check=False)]
+        reference = _read_all(args.reference)
         if args.strain and reference:
             frames = g.strained(frames, args.strain, seed=args.seed)
         if args.sparsify:

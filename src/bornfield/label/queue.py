@@ -223,12 +223,13 @@ def queue_status(
         if _alive(owner):
             stages = len(list((job / f"s{i:05d}").glob("*/done.json")))
             running[i] = f"{stages} of {n_stages}"
+    started = done_ids | set(failed) | set(running)
     return QueueStatus(
         out=out,
         done=[i for i in order if i in done_ids],
         running=running,
         failed=failed,
-        pending=[i for i in order if i not in done_ids | set(failed) | set(running)],
+        pending=[i for i in order if i not in started],
         wall_s=[
             float(json.loads(a.info["provenance"]).get("wall_time_s", 0))
             for a in frames
