@@ -33,10 +33,14 @@ def _int_list(text: str) -> list[int]:
 
 def _cmd_data_inspect(args: argparse.Namespace) -> None:
     from bornfield.data import io
-    from bornfield.data.inspect import plot_summary, summarize
+    from bornfield.data.inspect import FRAME_HEADER, frame_rows, plot_summary, summarize
 
     frames = io.read(args.file, format=args.format)
     print(summarize(frames, str(args.file)))
+    if args.frames:
+        print(FRAME_HEADER)
+        for row in frame_rows(frames):
+            print(row)
     if args.plot:
         plot_summary(frames, args.plot, title=Path(args.file).name)
         print(f"  plot: {args.plot}")
@@ -694,6 +698,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("file")
     q.add_argument("--format", **fmt)
     q.add_argument("--plot", metavar="PNG", help="write histograms of E, |F| and Z*")
+    q.add_argument(
+        "--frames",
+        action="store_true",
+        help="one row per frame: energy, force components, pressure, ASR, ε∞, DFT wall time",
+    )
     q.set_defaults(func=_cmd_data_inspect)
 
     q = dsub.add_parser("validate", help="check shapes, ranges, cells and the acoustic sum rule")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
+from ase.units import GPa
 
 from bornfield.data.keys import KEYS
 from bornfield.data.validate import asr_residual
@@ -26,6 +27,8 @@ class Summary:
     labels: dict[str, int]
     energy_per_atom: tuple[float, float] | None = None
     force_abs: tuple[float, float, float] | None = None  # min, mean, max of |F|
+    pressure_gpa: tuple[float, float] | None = None  # min, max of −tr(σ)/3
+    wall_s: np.ndarray | None = None  # per frame, from the DFT provenance
     asr_residuals: np.ndarray | None = None
     zstar_diag: dict[str, np.ndarray] = field(default_factory=dict)  # element -> mean diag
     zstar_range: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -61,6 +64,14 @@ class Summary:
             out.append("  energy per atom (eV): {:.4f} … {:.4f}".format(*self.energy_per_atom))
         if self.force_abs:
             out.append("  |F| (eV/Å): min {:.3g}  mean {:.3g}  max {:.3g}".format(*self.force_abs))
+        if self.pressure_gpa:
+            out.append("  pressure −tr(σ)/3 (GPa): {:+.2f} … {:+.2f}".format(*self.pressure_gpa))
+        if self.wall_s is not None and len(self.wall_s):
+            w = self.wall_s
+            out.append(
+                f"  DFT wall time per frame (s): min {w.min():.0f}  median {np.median(w):.0f}"
+                f"  max {w.max():.0f}  ({len(w)} frames, {w.sum() / 3600:.1f} h in all)"
+            )
         if self.asr_residuals is not None:
             r = self.asr_residuals
             out.append(
@@ -121,6 +132,12 @@ def summarize(frames: Sequence[Atoms], source: str = "<frames>") -> Summary:
     if f:
         fa = np.concatenate(f)
         s.force_abs = (float(fa.min()), float(fa.mean()), float(fa.max()))
+    p = [pressure_gpa(a) for a in frames if "stress" in a.info]
+    if p:
+        s.pressure_gpa = (min(p), max(p))
+    w = [t for t in map(_wall_s, frames) if t is not None]
+    if w:
+        s.wall_s = np.array(w)
     with_z = [a for a in frames if "born_charges" in a.arrays]
     if with_z:
         s.asr_residuals = np.array([asr_residual(a.arrays["born_charges"]) for a in with_z])
@@ -134,6 +151,86 @@ def summarize(frames: Sequence[Atoms], source: str = "<frames>") -> Summary:
             s.zstar_range[el] = (float(d.min()), float(d.max()))
         _add_site_means(s, with_z)
     return s
+
+
+def pressure_gpa(atoms: Atoms) -> float:
+    """Pressure −tr(σ)/3 in GPa from the stored stress (ASE sign: positive σ is tensile)."""
+    return float(-np.trace(np.reshape(atoms.info["stress"], (3, 3))) / 3 / GPa)
+
+
+def _provenance(atoms: Atoms) -> dict:
+    try:
+        prov = json.loads(atoms.info["provenance"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return prov if isinstance(prov, dict) else {}
+
+
+def _wall_s(atoms: Atoms) -> float | None:
+    t = _provenance(atoms).get("wall_time_s")
+    return None if t is None else float(t)
+
+
+@dataclass
+class FrameRow:
+    """One frame's labels in the units of a dataset card."""
+
+    index: int
+    label_id: int | None
+    n_atoms: int
+    energy: float | None  # eV
+    force_mean: float | None  # mean |F_iα| over components, eV/Å
+    force_max: float | None  # largest |F_iα|, eV/Å
+    pressure: float | None  # GPa
+    asr: float | None  # max_ab |Σ_k Z*_k,ab|, e
+    epsilon_diag: np.ndarray | None
+    wall_s: float | None
+    stage_wall_s: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        def f(v: float | None, fmt: str) -> str:
+            return "—" if v is None else format(v, fmt)
+
+        eps = "—" if self.epsilon_diag is None else "/".join(f"{e:.2f}" for e in self.epsilon_diag)
+        lid = "—" if self.label_id is None else str(self.label_id)
+        return (
+            f"{self.index:5d} {lid:>5s} {self.n_atoms:4d} {f(self.energy, '.3f'):>12s}"
+            f" {f(self.force_mean, '.2f'):>6s} {f(self.force_max, '.2f'):>6s}"
+            f" {f(self.pressure, '+.2f'):>7s} {f(self.asr, '.3f'):>6s} {eps:>14s}"
+            f" {f(self.wall_s, '.0f'):>7s}"
+        )
+
+
+FRAME_HEADER = (
+    "frame    id    N   energy(eV)  <|F|>  max|F|  P(GPa)    ASR     ε∞ diagonal  wall(s)"
+)
+
+
+def frame_rows(frames: Sequence[Atoms]) -> list[FrameRow]:
+    """Per-frame energy, force components, pressure, raw ASR residual, ε∞ and DFT wall time."""
+    rows = []
+    for i, a in enumerate(frames):
+        f = np.abs(a.arrays["forces"]) if "forces" in a.arrays else None
+        z = a.arrays.get("born_charges")
+        eps = a.info.get("epsilon_inf")
+        lid = a.info.get("label_id")
+        stages = _provenance(a).get("stage_wall_s") or {}
+        rows.append(
+            FrameRow(
+                index=i,
+                label_id=None if lid is None else int(lid),
+                n_atoms=len(a),
+                energy=float(a.info["energy"]) if "energy" in a.info else None,
+                force_mean=None if f is None else float(f.mean()),
+                force_max=None if f is None else float(f.max()),
+                pressure=pressure_gpa(a) if "stress" in a.info else None,
+                asr=None if z is None else asr_residual(z),
+                epsilon_diag=None if eps is None else np.diag(np.reshape(eps, (3, 3))),
+                wall_s=_wall_s(a),
+                stage_wall_s={k: float(v) for k, v in stages.items()},
+            )
+        )
+    return rows
 
 
 def _dft_setting(atoms: Atoms) -> str | None:
