@@ -195,7 +195,10 @@ def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
     np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-8)
     assert got.info["energy"] == pytest.approx(ref.info["energy"], abs=1e-8)
     stages = ["gs", "ddk1", "ddk2", "ddk3", "efield1", "efield2", "efield3"]
-    assert list(json.loads(got.info["provenance"])["stage_wall_s"]) == stages
+    prov = json.loads(got.info["provenance"])
+    assert list(prov["stage_wall_s"]) == stages and list(prov["stage_cpu_s"]) == stages
+    assert prov["cpu_time_s"] == pytest.approx(sum(prov["stage_cpu_s"].values()), abs=0.5)
+    assert 0 < prov["cpu_time_s"] < 1.5 * prov["wall_time_s"]  # one rank: CPU ≤ wall
     done = {s: (tmp_path / "staged" / s / DONE).stat().st_mtime_ns for s in stages}
     # killed during the field response along y: its record half-written, the next stage's
     # directory not made yet (its inputs are found all the same)

@@ -125,3 +125,19 @@ def test_nearly_converged_reads_the_last_force_change():
     assert not _nearly_converged(head + "\n".join(rows), 1e-6)
     assert not _nearly_converged(head + "\n".join(rows), None)  # no stopping rule on forces
     assert not _nearly_converged(head, 1e-5)
+
+
+def test_cpu_time_is_read_from_abinit_output(tmp_path):
+    """The CPU time of a run (all ranks) comes from ABINIT's closing line; a stage recorded
+    before CPU time was kept falls back to its output, unless a restart split it over runs."""
+    from helpers import FIXTURES
+
+    from bornfield.label.abinit import _cpu_seconds, _stage_cpu
+
+    abo = (FIXTURES / "CaTiO3_cubic_dfpt.abo").read_text()
+    assert _cpu_seconds(abo) == 46.2  # "+Overall time at end (sec) : cpu= 46.2  wall= 49.8"
+    assert _cpu_seconds(abo[: abo.index("+Overall time")]) is None  # killed before the end
+    (tmp_path / "run.abo").write_text(abo)
+    assert _stage_cpu(tmp_path, {"wall_s": 50.0, "cpu_s": 40.0}) == 40.0
+    assert _stage_cpu(tmp_path, {"wall_s": 50.0, "restarts": 0}) == 46.2
+    assert _stage_cpu(tmp_path, {"wall_s": 50.0, "restarts": 1}) is None

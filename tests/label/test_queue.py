@@ -104,7 +104,8 @@ def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
         out = atoms.copy()
         out.info["energy"], out.info["stress"] = -1.0, np.zeros(6)
         out.arrays["forces"] = np.zeros((len(atoms), 3))
-        out.info["provenance"] = json.dumps({"wall_time_s": 600.0})
+        prov = {"wall_time_s": 600.0, "cpu_time_s": 480.0, "nprocs": 2}  # beside another job
+        out.info["provenance"] = json.dumps(prov)
         return out
 
     monkeypatch.setattr(Q, "run_abinit", fake_abinit)
@@ -124,6 +125,8 @@ def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
     s = Q.queue_status(len(structures), out)
     assert (s.done, list(s.failed), s.running, s.pending) == ([0, 2], [1], {3: "1 of 1"}, [4])
     assert "about 0.3 h left on one worker" in str(s)  # 2 frames left at 10 min each
+    assert s.quiet_s == [240.0, 240.0]  # CPU over 2 ranks: 4 min each on quiet cores
+    assert "4 min per frame on quiet cores" in str(s) and "about 0.1 h left" in str(s)
     io.write(tmp_path / "s.xyz", structures)
     r = run_cli("label", str(tmp_path / "s.xyz"), "--out", str(out), "--status", "--ids", "4,3")
     assert r.returncode == 0, r.stderr

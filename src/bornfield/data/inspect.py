@@ -185,6 +185,7 @@ class FrameRow:
     asr: float | None  # max_ab |Σ_k Z*_k,ab|, e
     epsilon_diag: np.ndarray | None
     wall_s: float | None
+    cpu_s: float | None = None  # over all MPI ranks
     stage_wall_s: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -197,12 +198,12 @@ class FrameRow:
             f"{self.index:5d} {lid:>5s} {self.n_atoms:4d} {f(self.energy, '.3f'):>12s}"
             f" {f(self.force_mean, '.2f'):>6s} {f(self.force_max, '.2f'):>6s}"
             f" {f(self.pressure, '+.2f'):>7s} {f(self.asr, '.3f'):>6s} {eps:>14s}"
-            f" {f(self.wall_s, '.0f'):>7s}"
+            f" {f(self.wall_s, '.0f'):>7s} {f(self.cpu_s, '.0f'):>7s}"
         )
 
 
 FRAME_HEADER = (
-    "frame    id    N   energy(eV)  <|F|>  max|F|  P(GPa)    ASR     ε∞ diagonal  wall(s)"
+    "frame    id    N   energy(eV)  <|F|>  max|F|  P(GPa)    ASR     ε∞ diagonal  wall(s)  cpu(s)"
 )
 
 
@@ -214,7 +215,9 @@ def frame_rows(frames: Sequence[Atoms]) -> list[FrameRow]:
         z = a.arrays.get("born_charges")
         eps = a.info.get("epsilon_inf")
         lid = a.info.get("label_id")
-        stages = _provenance(a).get("stage_wall_s") or {}
+        prov = _provenance(a)
+        stages = prov.get("stage_wall_s") or {}
+        cpu = prov.get("cpu_time_s")
         rows.append(
             FrameRow(
                 index=i,
@@ -227,6 +230,7 @@ def frame_rows(frames: Sequence[Atoms]) -> list[FrameRow]:
                 asr=None if z is None else asr_residual(z),
                 epsilon_diag=None if eps is None else np.diag(np.reshape(eps, (3, 3))),
                 wall_s=_wall_s(a),
+                cpu_s=None if cpu is None else float(cpu),
                 stage_wall_s={k: float(v) for k, v in stages.items()},
             )
         )

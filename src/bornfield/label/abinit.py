@@ -278,6 +278,8 @@ POSTPONED = "postponed.log"
 #: one row of ABINIT's SCF (or DFPT) table in an .abo file
 _ETOT_ROW = re.compile(r"^[ -]ETOT\s+\d+.*$", flags=re.M)
 EXIT_REQUESTED = 'Exit has been requested from file "abinit.exit"'
+#: ABINIT's closing line: CPU seconds summed over all MPI ranks, and wall seconds
+_OVERALL_TIME = re.compile(r"^\+Overall time at end \(sec\) : cpu=\s*([\d.]+)", flags=re.M)
 #: the input of the whole calculation, kept in the work directory: finished stages are reused
 #: only when it is unchanged
 STAMP = "input.abi"
@@ -375,6 +377,7 @@ def run_abinit(
             raise LabelError(f"no Born charges from the DDBs in {workdir}: {exc}") from None
         result.arrays["born_charges"] = z
         result.info["epsilon_inf"] = eps
+    cpu = {k: _stage_cpu(workdir / k, r) for k, r in records.items()}
     prov = json.loads(labelled.info["provenance"])
     prov.update(
         code_version=abinit_version(),
@@ -391,6 +394,9 @@ def run_abinit(
         kmesh=list(settings.kmesh(atoms)),
         wall_time_s=round(sum(r["wall_s"] for r in records.values()), 1),
         stage_wall_s={k: r["wall_s"] for k, r in records.items()},
+        # CPU seconds over all ranks: unlike the wall time, not inflated by other jobs
+        cpu_time_s=None if None in cpu.values() else round(sum(cpu.values()), 1),
+        stage_cpu_s=cpu,
         nprocs=nprocs,
         scf_restarts=records["gs"]["restarts"],
         scf_checkpoints_postponed=records["gs"].get("checkpoints_postponed", 0),
@@ -435,7 +441,7 @@ def _run_stage(
     rule on forces (Ha/Bohr), if it has one (see :func:`_abinit_once`)."""
     d.mkdir(exist_ok=True)
     _clear(d, keep=(CHECKPOINT, POSTPONED))  # ABINIT never overwrites: a stale run must go
-    restarts, steps = 0, 0
+    restarts, steps, cpu = 0, 0, 0.0
     t0 = time.perf_counter()
     while True:
         for name, target in links.items():
@@ -444,6 +450,7 @@ def _run_stage(
         text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left,
                             checkpoint_steps, toldff)  # fmt: skip
         steps += _scf_steps(text)
+        cpu += _cpu_seconds(text) or 0.0
         if EXIT_REQUESTED not in text:
             break
         if not (d / "runo_WFK").exists():
@@ -458,7 +465,8 @@ def _run_stage(
     if "not enough SCF cycles to converge" in text:
         raise LabelError(f"SCF not converged in nstep={nstep} (see {d / 'run.abo'})")
     postponed = (d / POSTPONED).read_text().count("\n") if (d / POSTPONED).exists() else 0
-    rec = {"wall_s": round(time.perf_counter() - t0, 1), "scf_steps": steps, "restarts": restarts,
+    rec = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
+           "scf_steps": steps, "restarts": restarts,
            "checkpoints_postponed": postponed}  # fmt: skip
     tmp = d / f"{DONE}.tmp"
     tmp.write_text(json.dumps(rec))
@@ -574,6 +582,22 @@ def _nearly_converged(abo_text: str, toldff: float | None, factor: float = 10.0)
         return bool(rows) and float(rows[-1].split()[-2]) < factor * toldff
     except ValueError:  # a Fortran exponent without its E (1.0-100): checkpoint as usual
         return False
+
+
+def _cpu_seconds(abo_text: str) -> float | None:
+    """CPU seconds of one ABINIT run, summed over its MPI ranks (its closing line), or None."""
+    m = _OVERALL_TIME.search(abo_text)
+    return None if m is None else float(m.group(1))
+
+
+def _stage_cpu(d: Path, record: dict) -> float | None:
+    """A finished stage's CPU seconds: from its record, or (a record written before CPU time
+    was kept) from its output when that run was the stage's only one."""
+    if "cpu_s" in record:
+        return record["cpu_s"]
+    if record.get("restarts", 0) or not (d / "run.abo").exists():
+        return None
+    return _cpu_seconds((d / "run.abo").read_text(errors="replace"))
 
 
 def _scf_steps(abo_text: str) -> int:

@@ -177,6 +177,9 @@ class QueueStatus:
     failed: dict[int, str]
     pending: list[int]
     wall_s: list[float]  # ABINIT wall time of each done frame (its provenance)
+    #: ABINIT CPU time / MPI ranks of each done frame that records it: the wall time on quiet
+    #: cores, which other jobs on the machine do not inflate
+    quiet_s: list[float] = field(default_factory=list)
 
     def __str__(self) -> str:
         n = len(self.done) + len(self.running) + len(self.failed) + len(self.pending)
@@ -191,6 +194,12 @@ class QueueStatus:
             out.append(
                 f"  median {med / 60:.0f} min per frame so far (its ABINIT wall time):"
                 f" about {left * med / 3600:.1f} h left on one worker"
+            )
+        if self.quiet_s and left:
+            med = sorted(self.quiet_s)[len(self.quiet_s) // 2]
+            out.append(
+                f"  median {med / 60:.0f} min per frame on quiet cores (CPU time / ranks, of"
+                f" {len(self.quiet_s)} frames): about {left * med / 3600:.1f} h left"
             )
         return "\n".join(out)
 
@@ -224,16 +233,20 @@ def queue_status(
             stages = len(list((job / f"s{i:05d}").glob("*/done.json")))
             running[i] = f"{stages} of {n_stages}"
     started = done_ids | set(failed) | set(running)
+    provs = [
+        json.loads(a.info["provenance"])
+        for a in frames
+        if int(a.info[ID_KEY]) in order and "provenance" in a.info
+    ]
     return QueueStatus(
         out=out,
         done=[i for i in order if i in done_ids],
         running=running,
         failed=failed,
         pending=[i for i in order if i not in started],
-        wall_s=[
-            float(json.loads(a.info["provenance"]).get("wall_time_s", 0))
-            for a in frames
-            if int(a.info[ID_KEY]) in order and "provenance" in a.info
+        wall_s=[float(p.get("wall_time_s", 0)) for p in provs],
+        quiet_s=[
+            p["cpu_time_s"] / p.get("nprocs", 1) for p in provs if p.get("cpu_time_s") is not None
         ],
     )
 
