@@ -701,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--frames",
         action="store_true",
-        help="one row per frame: energy, force components, pressure, ASR, ε∞, DFT wall time",
+        help="one row per frame: energy, force components, pressure, ASR, ε∞, DFT wall/CPU time",
     )
     q.set_defaults(func=_cmd_data_inspect)
 

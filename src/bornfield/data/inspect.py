@@ -208,7 +208,8 @@ FRAME_HEADER = (
 
 
 def frame_rows(frames: Sequence[Atoms]) -> list[FrameRow]:
-    """Per-frame energy, force components, pressure, raw ASR residual, ε∞ and DFT wall time."""
+    """Per-frame energy, force components, pressure, raw ASR residual, ε∞ and DFT wall and CPU
+    time (from the provenance, where recorded)."""
     rows = []
     for i, a in enumerate(frames):
         f = np.abs(a.arrays["forces"]) if "forces" in a.arrays else None
