@@ -35,14 +35,18 @@ def _cmd_data_inspect(args: argparse.Namespace) -> None:
     from bornfield.data import io
     from bornfield.data.inspect import FRAME_HEADER, frame_rows, plot_summary, summarize
 
-    frames = io.read(args.file, format=args.format)
-    print(summarize(frames, str(args.file)))
+    per_file = [io.read(f, format=args.format) for f in args.files]
+    frames = [a for fs in per_file for a in fs]
+    print(summarize(frames, " + ".join(args.files)))
     if args.frames:
-        print(FRAME_HEADER)
-        for row in frame_rows(frames):
-            print(row)
+        for name, fs in zip(args.files, per_file, strict=True):
+            if len(per_file) > 1:
+                print(f"{name}:")
+            print(FRAME_HEADER)
+            for row in frame_rows(fs):
+                print(row)
     if args.plot:
-        plot_summary(frames, args.plot, title=Path(args.file).name)
+        plot_summary(frames, args.plot, title=" + ".join(Path(f).name for f in args.files))
         print(f"  plot: {args.plot}")
 
 
@@ -695,7 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = {"choices": ["extxyz", "abinit", "vasp-outcar", "phonopy-born"], "default": None}
 
     q = dsub.add_parser("inspect", help="summary of a labelled dataset")
-    q.add_argument("file")
+    q.add_argument(
+        "files", nargs="+", metavar="FILE", help="one or more files, summarized as one set"
+    )
     q.add_argument("--format", **fmt)
     q.add_argument("--plot", metavar="PNG", help="write histograms of E, |F| and Z*")
     q.add_argument(

@@ -120,3 +120,17 @@ def test_card_tables_are_current():
     rows = mod.BLOCK.search(text).group(0).splitlines()
     stale = text.replace("\n".join(rows), "\n".join(rows[:-2] + rows[-1:]))
     assert stale != text and mod.rewrite(stale) == text
+
+
+def test_inspect_several_files_as_one_set(tmp_path):
+    """Two batches are summarized (and plotted) as one set; `--frames` gives one table each."""
+    a = ROOT / "data" / "catio3" / "catio3_5atom.xyz"
+    b = ROOT / "data" / "cazro3" / "cazro3_5atom.xyz"
+    n_a, n_b = len(io.read(a)), len(io.read(b))
+    png = tmp_path / "both.png"
+    r = run_cli("data", "inspect", str(a), str(b), "--frames", "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    assert f"frames: {n_a + n_b} " in r.stdout
+    assert f"Ca {n_a + n_b}, Ti {n_a}, O {3 * (n_a + n_b)}, Zr {n_b}" in r.stdout
+    assert r.stdout.count(FRAME_HEADER) == 2 and f"{a}:" in r.stdout and f"{b}:" in r.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
