@@ -21,6 +21,7 @@ from bornfield.data.importers import read_abinit_output
 from bornfield.label import label_structures, preset, run_abinit
 from bornfield.label.abinit import (
     CHECKPOINT,
+    CHECKPOINT_RECORD,
     DONE,
     LabelError,
     _scf_steps,
@@ -170,11 +171,20 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     assert not (abo.parent / CHECKPOINT).exists()
     stop_at(8)
     assert (abo.parent / CHECKPOINT).exists()
+    before = json.loads((abo.parent / CHECKPOINT_RECORD).read_text())
+    assert before["scf_steps"] >= 8 and before["restarts"] == 1
+    assert before["cpu_s"] > 0 and before["wall_s"] > 0
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     (frame,) = io.read(out)
     prov = json.loads(frame.info["provenance"])
-    assert prov["resumed_from_checkpoint"] and prov["scf_restarts"] == 0
+    assert prov["resumed_from_checkpoint"] and prov["scf_restarts"] == 1
+    # the frame's cost includes the run before the stop: steps, wall and CPU time
+    done = json.loads((abo.parent / DONE).read_text())
+    assert done["scf_steps"] == before["scf_steps"] + _scf_steps(abo.read_text())
+    assert prov["stage_wall_s"]["gs"] > before["wall_s"]
+    assert prov["stage_cpu_s"]["gs"] > before["cpu_s"]
+    assert not (abo.parent / CHECKPOINT_RECORD).exists()
     assert "born_charges" not in frame.arrays and "epsilon_inf" not in frame.info
     assert not (tmp_path / "l.xyz.job" / "failed.json").exists()
 

@@ -266,6 +266,9 @@ def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
 
 #: the ground-state wavefunctions of an interrupted SCF, kept in the ``gs`` stage directory
 CHECKPOINT = "checkpoint_WFK"
+#: beside it: wall and CPU seconds, SCF steps and restarts of the runs that led to it, which a
+#: resumed stage (another process, e.g. the next session) adds to its record
+CHECKPOINT_RECORD = "checkpoint.json"
 #: seconds between SCF checkpoints. Each restarts ABINIT: a 20-atom CaTiO3 SCF on 2 ranks lost
 #: about two steps of the density mixer's history and spent ~6 min in its first step after the
 #: restart against ~2 min per step, i.e. ~20 % of a 30-min interval. A session's or batch
@@ -316,7 +319,10 @@ def run_abinit(
     from them. A restart loses the density mixer's history (about two SCF steps), so a
     checkpoint also waits for ``checkpoint_steps`` steps of the run (a 20-atom step takes
     minutes). :func:`request_stop` checkpoints the SCF in flight (once it has done
-    ``checkpoint_steps`` steps; before, the previous checkpoint stays) and stops. Raises
+    ``checkpoint_steps`` steps; before, the previous checkpoint stays) and stops. The wall and
+    CPU time, SCF steps and restarts of the runs before a checkpoint are kept beside it
+    (``gs/checkpoint.json``), so a frame resumed in another process records its whole cost
+    (a run killed without a checkpoint is not counted: its work is redone). Raises
     :class:`LabelError` with the reason when ABINIT fails or an SCF does not converge.
     """
     workdir = Path(workdir)
@@ -440,13 +446,16 @@ def _run_stage(
     ``ckpt``); return its wall time, SCF steps and restarts. ``toldff``: the SCF's stopping
     rule on forces (Ha/Bohr), if it has one (see :func:`_abinit_once`)."""
     d.mkdir(exist_ok=True)
-    _clear(d, keep=(CHECKPOINT, POSTPONED))  # ABINIT never overwrites: a stale run must go
-    restarts, steps, cpu = 0, 0, 0.0
-    t0 = time.perf_counter()
+    kept = (CHECKPOINT, CHECKPOINT_RECORD, POSTPONED)
+    _clear(d, keep=kept)  # ABINIT never overwrites: a stale run must go
+    before = _checkpoint_record(d)  # the runs that led to the checkpoint this one resumes from
+    restarts, steps, cpu = before["restarts"], before["scf_steps"], before["cpu_s"]
+    t_start = time.perf_counter()
+    t0 = t_start - before["wall_s"]
     while True:
         for name, target in links.items():
             (d / name).symlink_to(target)
-        left = None if timeout is None else timeout - (time.perf_counter() - t0)
+        left = None if timeout is None else timeout - (time.perf_counter() - t_start)
         text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left,
                             checkpoint_steps, toldff)  # fmt: skip
         steps += _scf_steps(text)
@@ -456,23 +465,44 @@ def _run_stage(
         if not (d / "runo_WFK").exists():
             raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {d}")
         os.replace(d / "runo_WFK", d / CHECKPOINT)
+        restarts += 1  # the next run, in this process or a later one, restarts the SCF
+        _write_json(d / CHECKPOINT_RECORD, {
+            "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
+            "scf_steps": steps, "restarts": restarts})  # fmt: skip
         if _STOP.is_set():
             raise LabelStopped(f"stopped on request; the SCF in {d} is checkpointed")
-        restarts += 1
         if steps > nstep + 3 * restarts:  # a restart costs about two steps
             raise LabelError(f"SCF not converged in {steps} steps (see {d})")
-        _clear(d, keep=(CHECKPOINT, POSTPONED))
+        _clear(d, keep=kept)
     if "not enough SCF cycles to converge" in text:
         raise LabelError(f"SCF not converged in nstep={nstep} (see {d / 'run.abo'})")
     postponed = (d / POSTPONED).read_text().count("\n") if (d / POSTPONED).exists() else 0
     rec = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
            "scf_steps": steps, "restarts": restarts,
            "checkpoints_postponed": postponed}  # fmt: skip
-    tmp = d / f"{DONE}.tmp"
-    tmp.write_text(json.dumps(rec))
-    os.replace(tmp, d / DONE)  # atomic: a stage is either done or not
+    _write_json(d / DONE, rec)  # a stage is either done or not
     (d / CHECKPOINT).unlink(missing_ok=True)
+    (d / CHECKPOINT_RECORD).unlink(missing_ok=True)
     return rec
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` to ``path`` atomically (a kill leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _checkpoint_record(d: Path) -> dict:
+    """What the runs before the checkpoint in ``d`` did (zeros without a checkpoint, or for
+    one written before these records were kept)."""
+    zero = {"wall_s": 0.0, "cpu_s": 0.0, "scf_steps": 0, "restarts": 0}
+    if not (d / CHECKPOINT).exists():
+        return zero
+    try:
+        return zero | json.loads((d / CHECKPOINT_RECORD).read_text())
+    except (OSError, ValueError):
+        return zero
 
 
 def _done(d: Path) -> dict | None:
