@@ -37,8 +37,9 @@ def rewrite(text: str) -> str:
 def main(check: bool) -> int:
     stale = []
     for card in sorted(ROOT.glob("data/*/CARD.md")):
-        new = rewrite(card.read_text())
-        if new != card.read_text():
+        text = card.read_text()
+        new = rewrite(text)
+        if new != text:
             stale.append(card.relative_to(ROOT))
             if not check:
                 card.write_text(new)

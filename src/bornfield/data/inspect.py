@@ -241,8 +241,8 @@ def frame_rows(frames: Sequence[Atoms]) -> list[FrameRow]:
 def _dft_setting(atoms: Atoms) -> str | None:
     """One frame's DFT setting as the importer read it from the output (functional, cutoff,
     k-mesh), or None without such provenance."""
+    prov = _provenance(atoms)
     try:
-        prov = json.loads(atoms.info["provenance"])
         ecut = float(np.ravel(prov["ecut"])[0])
         k = np.reshape(prov["kptrlatt"], (3, 3)).astype(int)
         mesh = "×".join(map(str, np.diag(k))) if (k == np.diag(np.diag(k))).all() else str(k)
