@@ -264,15 +264,21 @@ def _cmd_train_ff(args: argparse.Namespace) -> None:
 
         valid = io.read(args.valid)
     model = train_ff(
-        args.data,
+        _data(args.data),
         args.out,
         ff_preset(args.preset, **overrides),
         seed=args.seed,
         valid=valid,
         device=args.device,
         init=args.init,
+        allow_mixed_dft=args.allow_mixed_dft,
     )
     print(f"model: {model}")
+
+
+def _data(paths: list[str]) -> str | list[str]:
+    """One --data file as itself, several as their list (read as one set)."""
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
@@ -337,7 +343,8 @@ def _cmd_train_bec(args: argparse.Namespace) -> None:
     over = {"max_epochs": args.epochs, "ema_decay": args.ema_decay, "batch_size": args.batch_size,
             "lr": args.lr, "valid_fraction": args.valid_fraction}  # fmt: skip
     cfg = BECTrainConfig(seed=args.seed, **{k: v for k, v in over.items() if v is not None})
-    path = train_bec(args.data, args.out, _bec_model_cfg(args), cfg, valid=valid)
+    path = train_bec(_data(args.data), args.out, _bec_model_cfg(args), cfg, valid=valid,
+                     allow_mixed_dft=args.allow_mixed_dft)  # fmt: skip
     print(f"model: {path}")
 
 
@@ -640,6 +647,14 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"-> {path}")
 
 
+def _add_mixed_dft_arg(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--allow-mixed-dft", action="store_true",
+        help="train on files labelled with different functionals (by their provenance), "
+        "e.g. PBEsol CaTiO3 with PBE BaTiO3; refused otherwise",
+    )  # fmt: skip
+
+
 def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     """Options shared by `evaluate ff` and `evaluate bec`."""
     q.add_argument("--data", required=True)
@@ -797,7 +812,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what", required=True)
     q = train.add_parser("ff", help="MACE force field (mace-torch trainer)")
-    q.add_argument("--data", required=True, help="extxyz with energy, forces (stress)")
+    q.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                   help="extxyz with energy, forces (stress); several files train as one set "
+                   "(a union of materials, the paper's dataset D)")  # fmt: skip
+    _add_mixed_dft_arg(q)
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--preset", default="fast", help="fast | accurate")
     q.add_argument("--epochs", type=int, help="override the preset's max epochs")
@@ -828,7 +846,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_train_ff)
 
     q = train.add_parser("bec", help="equivariant Born-charge model (e3nn)")
-    q.add_argument("--data", required=True, help="extxyz with born_charges")
+    q.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                   help="extxyz with born_charges; several files train as one set")  # fmt: skip
+    _add_mixed_dft_arg(q)
     q.add_argument("--out", required=True, help="model directory (resumes if it exists)")
     q.add_argument("--epochs", type=int)
     q.add_argument("--ema-decay", type=float, help="weight averaging (default 0.99; 0: off)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.io import write as ase_write
+from helpers import ROOT, cubic_catio3
 
 from bornfield.data import io
 from bornfield.data.keys import KEYS, get_key
@@ -106,3 +107,23 @@ def test_bad_shape_names_file_and_frame(tmp_path, labelled_frame):
         DataError, match=r"six.xyz: frame 1: born_charges: expected shape \(5, 3, 3\)"
     ):
         io.read(path)
+
+
+def test_read_union_joins_files_of_one_functional_and_refuses_two(tmp_path):
+    """Several files read as one set (the paper's dataset D); PBEsol CaTiO3 and CaZrO3 mix,
+    PBE BaTiO3 with them only on request; frames without a recorded functional are not checked."""
+    catio3, cazro3 = ROOT / "data/catio3/catio3_5atom.xyz", ROOT / "data/cazro3/cazro3_5atom.xyz"
+    batio3 = ROOT / "data/batio3/softmode.xyz"
+    frames, source = io.read_union([catio3, cazro3])
+    assert len(frames) == len(io.read(catio3)) + len(io.read(cazro3))
+    assert {s for a in frames for s in a.get_chemical_symbols()} == {"Ca", "Ti", "Zr", "O"}
+    assert source == f"{catio3} + {cazro3}"
+    assert {io.functional(a) for a in frames} == {"PBEsol"}
+    with pytest.raises(DataError, match=r"softmode.xyz: labelled with PBE, .*catio3_5atom.xyz "
+                       r"with PBEsol"):  # fmt: skip
+        io.read_union([catio3, batio3])
+    assert len(io.read_union([catio3, batio3], allow_mixed_dft=True)[0]) == 20 + 9
+    unknown = tmp_path / "nofunctional.xyz"
+    io.write(unknown, [cubic_catio3()])
+    assert len(io.read_union([batio3, unknown])[0]) == 10
+    assert io.read_union(catio3)[1] == str(catio3)

@@ -94,3 +94,25 @@ def test_epsilon_head_from_the_command_line(tmp_path):
                 str(tmp_path / "train.xyz"), "--json", str(js))  # fmt: skip
     assert r.returncode == 0 and "ε∞ MAE" in r.stdout, r.stderr
     assert json.loads(js.read_text())["model"]["eps_inf_mae"] > 0
+
+
+def test_union_of_materials_trains_one_model(tmp_path):
+    """`train bec --data A C`: the CaTiO3 and CaZrO3 sets (both PBEsol) train one model that
+    knows Ti and Zr, with the acoustic sum rule on either material; `train ff` refuses to mix
+    them with PBE BaTiO3 in a one-line error, before any training."""
+    from helpers import ROOT
+
+    from bornfield.models.bec import load_model, predict_bec
+
+    catio3, cazro3 = ROOT / "data/catio3/catio3_5atom.xyz", ROOT / "data/cazro3/cazro3_5atom.xyz"
+    r = run_cli("train", "bec", "--data", str(catio3), str(cazro3), "--out", str(tmp_path / "m"),
+                "--epochs", "1", "--channels", "4")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    model = load_model(tmp_path / "m")
+    for path in (catio3, cazro3):
+        z = predict_bec(model, io.read(path)[0])
+        assert z.shape == (5, 3, 3) and abs(z.sum(axis=0)).max() < 1e-5
+    batio3 = ROOT / "data/batio3/softmode.xyz"
+    r = run_cli("train", "ff", "--data", str(catio3), str(batio3), "--out", str(tmp_path / "ff"))
+    assert r.returncode == 2 and "softmode.xyz: labelled with PBE" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "ff").exists()

@@ -77,6 +77,53 @@ def read(
     return frames
 
 
+def functional(atoms: Atoms) -> str | None:
+    """The exchange-correlation functional a frame was labelled with, from its provenance
+    (``"PBEsol"`` for ``"PBEsol (libxc ixc -116133)"``), or None where it is not recorded."""
+    import json
+
+    try:
+        name = json.loads(atoms.info["provenance"]).get("functional")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return name.split(" (")[0] if isinstance(name, str) and name else None
+
+
+def read_union(
+    data: str | os.PathLike | Sequence[str | os.PathLike] | Sequence[Atoms],
+    allow_mixed_dft: bool = False,
+) -> tuple[list[Atoms], str]:
+    """Frames of one file, of several files as one set (e.g. the paper's dataset D, the union
+    of the CaTiO3, BaTiO3 and CaZrO3 sets), or given as Atoms; and a name for messages.
+
+    Files whose frames record different functionals (:func:`functional`) do not mix: energies
+    and forces of PBE and PBEsol differ systematically, and one model would learn both. Frames
+    that record none are not checked. ``allow_mixed_dft`` mixes them anyway.
+    """
+    if isinstance(data, str | os.PathLike):
+        return read(data), str(data)
+    items = list(data)
+    if not items:
+        raise DataError("<no data>", "no files or frames given")
+    if all(isinstance(a, Atoms) for a in items):
+        return list(items), "<frames>"
+    frames: list[Atoms] = []
+    seen: dict[str, str] = {}  # functional -> the first file labelled with it
+    for path in items:
+        part = read(path)
+        for f in sorted({x for x in map(functional, part) if x is not None}):
+            if seen and f not in seen and not allow_mixed_dft:
+                other, first = next(iter(seen.items()))
+                raise DataError(
+                    str(path),
+                    f"labelled with {f}, {first} with {other}: one model would learn two "
+                    "functionals (allow_mixed_dft / --allow-mixed-dft to train anyway)",
+                )
+            seen.setdefault(f, str(path))
+        frames += part
+    return frames, " + ".join(map(str, items))
+
+
 def _read(path: Path, index: str | int, format: str | None, structure: Atoms | None) -> list[Atoms]:
     from bornfield.data import importers
 

@@ -47,19 +47,20 @@ def _isotropic_means(frames: Sequence[Atoms]) -> dict[str, float]:
 
 
 def train_bec(
-    data: str | Path | Sequence[Atoms],
+    data: str | Path | Sequence[str | Path] | Sequence[Atoms],
     out_dir: str | Path,
     model_cfg: dict | None = None,
     train_cfg: BECTrainConfig = BECTrainConfig(),
     valid: Sequence[Atoms] | None = None,
     log: Callable[[str], None] = print,
+    allow_mixed_dft: bool = False,
 ) -> Path:
     """Train on frames with ``born_charges``; returns the path of the best model (``bec.pt``).
+    ``data``: a file, several files as one set, or frames (:func:`bornfield.data.io.read_union`).
 
     Rerunning with the same ``out_dir`` resumes from ``checkpoint.pt`` (same seed, same split).
     """
-    source = str(data) if isinstance(data, str | Path) else "<frames>"
-    frames = io.read(data) if isinstance(data, str | Path) else list(data)
+    frames, source = io.read_union(data, allow_mixed_dft)
     with_eps = bool((model_cfg or {}).get("epsilon_head"))
     require_keys(frames, ["born_charges"] + ["epsilon_inf"] * with_eps, source)
     if valid is not None and with_eps:

@@ -137,7 +137,7 @@ def reference_energies(frames: Sequence[Atoms], cohesive_energy: float = 0.0) ->
 
 
 def train_ff(
-    data: str | Path | Sequence[Atoms],
+    data: str | Path | Sequence[str | Path] | Sequence[Atoms],
     out_dir: str | Path,
     preset: FFPreset | str = "fast",
     seed: int = 0,
@@ -145,8 +145,13 @@ def train_ff(
     device: str = "cpu",
     log: Callable[[str], None] = print,
     init: str | Path | None = None,
+    allow_mixed_dft: bool = False,
 ) -> Path:
     """Train a MACE model on frames with energy and forces (and stress if every frame has it).
+
+    ``data``: a file, several files trained as one set (the union of materials, as the paper's
+    dataset D; files labelled with different functionals are refused unless
+    ``allow_mixed_dft``, see :func:`bornfield.data.io.read_union`), or frames.
 
     Returns the path of the float64 model; ``ff_float32.model`` and ``card.json`` sit beside it.
     Rerunning with the same ``out_dir`` resumes from the latest checkpoint; rerunning a finished
@@ -157,8 +162,7 @@ def train_ff(
     fine-tuning): its architecture replaces the preset's, the E0s come from ``data``.
     """
     cfg = ff_preset(preset) if isinstance(preset, str) else preset
-    source = str(data) if isinstance(data, str | Path) else "<frames>"
-    frames = io.read(data) if isinstance(data, str | Path) else list(data)
+    frames, source = io.read_union(data, allow_mixed_dft)
     require_keys(frames, ["energy", "forces"], source)
     with_stress = all("stress" in a.info for a in frames)
     if valid is None and len(frames) < 2:
