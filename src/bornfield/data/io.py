@@ -8,6 +8,7 @@ never leaves a half-written or truncated file behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -80,8 +81,6 @@ def read(
 def functional(atoms: Atoms) -> str | None:
     """The exchange-correlation functional a frame was labelled with, from its provenance
     (``"PBEsol"`` for ``"PBEsol (libxc ixc -116133)"``), or None where it is not recorded."""
-    import json
-
     try:
         name = json.loads(atoms.info["provenance"]).get("functional")
     except (KeyError, TypeError, ValueError, AttributeError):
