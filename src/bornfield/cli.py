@@ -285,7 +285,7 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
     from bornfield.analysis.errors import evaluate_ff, write_json
 
     result = evaluate_ff(
-        args.data,
+        _data(args.data),
         model=args.model,
         folds=args.folds,
         learning_curve_sizes=args.learning_curve or [],
@@ -298,26 +298,35 @@ def _cmd_evaluate_ff(args: argparse.Namespace) -> None:
         plot=args.plot,
         workers=args.workers,
         dtype=args.dtype,
+        allow_mixed_dft=args.allow_mixed_dft,
     )
     for row in result.get("learning_curve", []):
         e, f = row["energy_mae_meV_per_atom"], row["force_mae_meV_per_A"]
         print(f"n_train {row['n_train']:4d}: E {e:.2f} meV/atom   F {f:.1f} meV/Å"
               f" (MAE on {row['n_test']} frames)")  # fmt: skip
-    for name in [k for k in result if isinstance(result[k], dict)]:
-        m = result[name]
-        line = f"{name:10s} E {m['energy_mae_meV_per_atom']:.2f} meV/atom"
-        line += f"   F {m['force_mae_meV_per_A']:.1f}"
-        if "force_mae_meV_per_A_std" in m:
-            line += f" ± {m['force_mae_meV_per_A_std']:.1f}"
-        line += " meV/Å"
-        if "stress_mae_GPa" in m:
-            line += f"   σ {m['stress_mae_GPa']:.3f} GPa"
-        print(line + "   (MAE)")
+    for name in [k for k in result if isinstance(result[k], dict) and k != "by_file"]:
+        print(_ff_line(name, result[name]))
+    for path, models in result.get("by_file", {}).items():
+        print(path)
+        for name, m in models.items():
+            print("  " + _ff_line(name, m))
     if args.plot:
         print(f"parity plot: {args.plot}")
     if args.json:
         write_json(args.json, result)
         print(f"metrics: {args.json}")
+
+
+def _ff_line(name: str, m: dict) -> str:
+    """One line of force-field MAEs."""
+    line = f"{name:10s} E {m['energy_mae_meV_per_atom']:.2f} meV/atom"
+    line += f"   F {m['force_mae_meV_per_A']:.1f}"
+    if "force_mae_meV_per_A_std" in m:
+        line += f" ± {m['force_mae_meV_per_A_std']:.1f}"
+    line += " meV/Å"
+    if "stress_mae_GPa" in m:
+        line += f"   σ {m['stress_mae_GPa']:.3f} GPa"
+    return line + "   (MAE)"
 
 
 def _bec_model_cfg(args: argparse.Namespace) -> dict:
@@ -353,7 +362,7 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
     from bornfield.analysis.errors import write_json
 
     result = evaluate_bec(
-        args.data,
+        _data(args.data),
         model=args.model,
         folds=args.folds,
         learning_curve_sizes=args.learning_curve or [],
@@ -364,26 +373,32 @@ def _cmd_evaluate_bec(args: argparse.Namespace) -> None:
         plot=args.plot,
         workers=args.workers,
         valid_fraction=args.valid_fraction,
+        allow_mixed_dft=args.allow_mixed_dft,
     )
     for row in result.get("learning_curve", []):
         print(f"n_train {row['n_train']:4d}: Z* MAE {row['bec_mae_e']:.4f} e")
     if "model" in result:
-        m = result["model"]
-        std = f" ± {m['bec_mae_e_std']:.4f}" if "bec_mae_e_std" in m else ""
-        els = "  ".join(
-            f"{mm.group(1)} {v:.4f}"
-            for k, v in m.items()
-            if (mm := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))
-        )
-        print(
-            f"Z* MAE {m['bec_mae_e']:.4f}{std} e, RMSE {m['bec_rmse_e']:.4f} e;  per element: {els}"
-        )
-        if "eps_inf_mae" in m:
-            std = f" ± {m['eps_inf_mae_std']:.4f}" if "eps_inf_mae_std" in m else ""
-            print(f"ε∞ MAE {m['eps_inf_mae']:.4f}{std}, RMSE {m['eps_inf_rmse']:.4f}")
+        print(_bec_lines(result["model"]))
+    for path, m in result.get("by_file", {}).items():
+        print(path + "\n  " + _bec_lines(m).replace("\n", "\n  "))
     if args.json:
         write_json(args.json, result)
         print(f"metrics: {args.json}")
+
+
+def _bec_lines(m: dict) -> str:
+    """Z* MAEs (total and per element) and, where scored, ε∞ MAEs."""
+    std = f" ± {m['bec_mae_e_std']:.4f}" if "bec_mae_e_std" in m else ""
+    els = "  ".join(
+        f"{mm.group(1)} {v:.4f}"
+        for k, v in m.items()
+        if (mm := re.fullmatch(r"bec_mae_([A-Z][a-z]?)_e", k))
+    )
+    out = f"Z* MAE {m['bec_mae_e']:.4f}{std} e, RMSE {m['bec_rmse_e']:.4f} e;  per element: {els}"
+    if "eps_inf_mae" in m:
+        std = f" ± {m['eps_inf_mae_std']:.4f}" if "eps_inf_mae_std" in m else ""
+        out += f"\nε∞ MAE {m['eps_inf_mae']:.4f}{std}, RMSE {m['eps_inf_rmse']:.4f}"
+    return out
 
 
 def _cmd_scan(args: argparse.Namespace) -> None:
@@ -650,14 +665,18 @@ def _cmd_report(args: argparse.Namespace) -> None:
 def _add_mixed_dft_arg(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--allow-mixed-dft", action="store_true",
-        help="train on files labelled with different functionals (by their provenance), "
+        help="use files labelled with different functionals (by their provenance) as one set, "
         "e.g. PBEsol CaTiO3 with PBE BaTiO3; refused otherwise",
     )  # fmt: skip
 
 
 def _add_evaluate_args(q: argparse.ArgumentParser) -> None:
     """Options shared by `evaluate ff` and `evaluate bec`."""
-    q.add_argument("--data", required=True)
+    q.add_argument(
+        "--data", required=True, nargs="+", metavar="FILE",
+        help="labelled frames; several files are scored as one set and file by file",
+    )  # fmt: skip
+    _add_mixed_dft_arg(q)
     q.add_argument("--model", help="model directory or file")
     q.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (trains k models)")
     q.add_argument(

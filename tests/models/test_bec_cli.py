@@ -112,6 +112,17 @@ def test_union_of_materials_trains_one_model(tmp_path):
     for path in (catio3, cazro3):
         z = predict_bec(model, io.read(path)[0])
         assert z.shape == (5, 3, 3) and abs(z.sum(axis=0)).max() < 1e-5
+    js = tmp_path / "eval.json"
+    r = run_cli("evaluate", "bec", "--model", str(tmp_path / "m"), "--data", str(catio3),
+                str(cazro3), "--json", str(js))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(js.read_text())
+    a, c = (res["by_file"][str(p)] for p in (catio3, cazro3))
+    assert "bec_mae_Ti_e" in a and "bec_mae_Zr_e" in c and "bec_mae_Zr_e" not in a
+    n = a["n_atoms"] + c["n_atoms"]
+    mean = (a["n_atoms"] * a["bec_mae_e"] + c["n_atoms"] * c["bec_mae_e"]) / n
+    assert res["model"]["n_atoms"] == n and res["model"]["bec_mae_e"] == pytest.approx(mean)
+    assert str(cazro3) in r.stdout
     batio3 = ROOT / "data/batio3/softmode.xyz"
     r = run_cli("train", "ff", "--data", str(catio3), str(batio3), "--out", str(tmp_path / "ff"))
     assert r.returncode == 2 and "softmode.xyz: labelled with PBE" in r.stderr

@@ -122,6 +122,23 @@ def test_evaluate_json_and_unknown_element(tiny_model, tmp_path):
     r = run_cli("evaluate", "ff", "--model", str(out), "--data", str(bad))
     assert r.returncode == 2 and "element(s) Ca unknown to the force field" in r.stderr
 
+    # two files: scored as one set (the same numbers as one file) and file by file
+    parts = [tmp_path / "a.xyz", tmp_path / "b.xyz"]
+    io.write(parts[0], io.read(test)[:1])
+    io.write(parts[1], io.read(test)[1:])
+    js2 = tmp_path / "m2.json"
+    r = run_cli("evaluate", "ff", "--model", str(out), "--data", *map(str, parts), "--json",
+                str(js2))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(js2.read_text())
+    assert res["data"] == list(map(str, parts)) and list(res["by_file"]) == res["data"]
+    f = [res["by_file"][str(q)]["model"]["force_mae_meV_per_A"] for q in parts]
+    assert res["model"]["force_mae_meV_per_A"] == pytest.approx(m["force_mae_meV_per_A"])
+    assert m["force_mae_meV_per_A"] == pytest.approx((f[0] + 2 * f[1]) / 3)
+    assert f[0] != pytest.approx(f[1])
+    r = run_cli("evaluate", "ff", "--model", str(out), "--data", str(parts[0]), str(bad))
+    assert r.returncode == 2 and f"{bad}: frame 0: element(s) Ca unknown" in r.stderr
+
 
 def test_too_few_frames_for_validation_is_a_clear_error(tmp_path):
     p = tmp_path / "one.xyz"

@@ -98,7 +98,7 @@ def scan_plot(
 
 
 def evaluate_bec(
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     model: str | Path | None = None,
     folds: int = 0,
     learning_curve_sizes: Sequence[int] = (),
@@ -109,9 +109,12 @@ def evaluate_bec(
     plot: str | Path | None = None,
     workers: int = 1,
     valid_fraction: float | None = None,
+    allow_mixed_dft: bool = False,
 ) -> dict:
     """Z* errors of a model on ``data``, or k-fold CV / a learning curve of freshly trained ones.
 
+    ``data``: one file, or several read as one set (:func:`bornfield.data.io.read_parts`); a
+    given model on several files is also scored file by file (``result["by_file"][path]``).
     With ``workers`` > 1 the trainings run in parallel on a Dask LocalCluster;
     ``valid_fraction`` is the trainings' (see :class:`BECTrainConfig`)."""
     from bornfield.data import io
@@ -120,8 +123,11 @@ def evaluate_bec(
     from bornfield.models.bec import load_model, predict_bec, predict_epsilon
     from bornfield.models.bec_train import BECTrainConfig, train_bec
 
-    frames = io.read(data)
-    require_keys(frames, ["born_charges"], str(data))
+    parts = io.read_parts(data, allow_mixed_dft)
+    for path, part in parts:
+        require_keys(part, ["born_charges"], path)
+    frames = [a for _, part in parts for a in part]
+    title = " + ".join(Path(path).name for path, _ in parts)
     out = Path(out_dir or "eval_bec")
     over = {"max_epochs": epochs or None, "valid_fraction": valid_fraction}
     tcfg = BECTrainConfig(seed=seed, **{k: v for k, v in over.items() if v is not None})
@@ -133,15 +139,13 @@ def evaluate_bec(
         m = load_model(path)
         return lambda a: predict_bec(m, a)
 
-    with_eps = all("epsilon_inf" in a.info for a in frames)
-
     def add_eps(metrics: dict, m, test: list[Atoms]) -> dict:
         """ε∞ errors too, where the model ``m`` has an ε∞ head and the frames have labels."""
-        if with_eps and m.cfg.epsilon_head:
+        if m.cfg.epsilon_head and all("epsilon_inf" in a.info for a in test):
             metrics |= eps_metrics(test, [predict_epsilon(m, a) for a in test])
         return metrics
 
-    result: dict = {"data": str(data)}
+    result: dict = {"data": [p for p, _ in parts] if len(parts) > 1 else parts[0][0]}
     if learning_curve_sizes:
         from bornfield.analysis.errors import learning_curve, learning_curve_plot
 
@@ -154,7 +158,7 @@ def evaluate_bec(
         )
         result["learning_curve"] = rows
         learning_curve_plot(rows, out / "learning_curve.png", "bec_mae", "e", "Z* MAE (e)",
-                            title=Path(data).name)  # fmt: skip
+                            title=title)  # fmt: skip
     if folds:
         from bornfield.analysis.errors import summarize_folds
         from bornfield.data.splits import kfold
@@ -173,13 +177,17 @@ def evaluate_bec(
         result["model"] = summarize_folds(fold_m)
     elif model:
         m = load_model(model)
-        test = frames
-        pred = [predict_bec(m, a, f"{data}: frame {i}") for i, a in enumerate(frames)]
+        test, pred = frames, []
+        for path, part in parts:
+            p = [predict_bec(m, a, f"{path}: frame {i}") for i, a in enumerate(part)]
+            if len(parts) > 1:
+                result.setdefault("by_file", {})[path] = add_eps(bec_metrics(part, p), m, part)
+            pred += p
         result["model"] = add_eps(bec_metrics(test, pred), m, test)
     elif not learning_curve_sizes:
         raise BornfieldError("evaluate bec needs a model, folds=K or learning-curve sizes")
     if plot and "model" in result:
-        bec_parity_plot(test, pred, plot, title=Path(data).name)
+        bec_parity_plot(test, pred, plot, title=title)
     return result
 
 

@@ -205,7 +205,7 @@ def learning_curve_plot(
 
 
 def evaluate_ff(
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     model: str | Path | None = None,
     folds: int = 0,
     learning_curve_sizes: Sequence[int] = (),
@@ -218,24 +218,31 @@ def evaluate_ff(
     plot: str | Path | None = None,
     workers: int = 1,
     dtype: str | None = None,
+    allow_mixed_dft: bool = False,
 ) -> dict:
     """Errors of a bornfield MACE model (or of k-fold CV models) and of baselines on ``data``;
     with ``learning_curve_sizes``, also the errors of models trained on that many frames.
 
+    ``data``: one file, or several read as one set (:func:`bornfield.data.io.read_parts`).
     ``dtype``: training precision of the CV models (default: the preset's); every model is
     evaluated in float64.
 
     Returns ``{"model": metrics, <baseline>: metrics, "folds": [...]}``; metric keys carry units.
+    A given model on several files is also scored file by file: ``{"by_file": {path: {"model":
+    metrics, <baseline>: metrics}}}``.
     """
     from bornfield.data import io
     from bornfield.data.validate import require_keys
     from bornfield.errors import BornfieldError
     from bornfield.models.force_field import ff_preset, load_calculator, train_ff
 
-    frames = io.read(data)
-    require_keys(frames, ["energy", "forces"], str(data))
+    parts = io.read_parts(data, allow_mixed_dft)
+    for path, part in parts:
+        require_keys(part, ["energy", "forces"], path)
+    frames = [a for _, part in parts for a in part]
+    title = " + ".join(Path(path).name for path, _ in parts)
     with_stress = all("stress" in a.info for a in frames)
-    result: dict = {"data": str(data)}
+    result: dict = {"data": [p for p, _ in parts] if len(parts) > 1 else parts[0][0]}
     over = {"max_num_epochs": epochs, "dtype": dtype}
     cfg = ff_preset(preset, **{k: v for k, v in over.items() if v})
     out = Path(out_dir or "cv_ff")
@@ -254,7 +261,7 @@ def evaluate_ff(
         )  # fmt: skip
         result["learning_curve"] = rows
         learning_curve_plot(rows, out / "learning_curve.png", "force_mae", "meV_per_A",
-                            "force MAE (meV/Å)", title=Path(data).name)  # fmt: skip
+                            "force MAE (meV/Å)", title=title)  # fmt: skip
         if not (folds or model):
             return result
     if folds:
@@ -270,11 +277,13 @@ def evaluate_ff(
 
         test = frames
         calc = load_calculator(model, dtype="float64")
-        for i, a in enumerate(test):
-            check_elements(calc, a, f"{data}: frame {i}")
+        for path, part in parts:
+            for i, a in enumerate(part):
+                check_elements(calc, a, f"{path}: frame {i}")
         pred = predict(calc, test, with_stress)
         result["model"] = ff_metrics(test, pred)
     predictions = {"bornfield MACE" + (f" ({folds}-fold CV)" if folds else ""): pred}
+    shifts: dict[str, dict[str, float]] = {}
     for spec in baselines:
         from bornfield.models.baselines import load_baseline
 
@@ -284,8 +293,18 @@ def evaluate_ff(
         ref = io.read(shift_data) if shift_data else test
         shift = fit_energy_shift(ref, pred_b if not shift_data else predict(calc, ref, False))
         result[name] = ff_metrics(test, pred_b, shift)
-        result[name]["energy_shift_fitted_on"] = str(shift_data or data)
-        predictions[name] = pred_b
+        result[name]["energy_shift_fitted_on"] = str(shift_data or result["data"])
+        predictions[name], shifts[name] = pred_b, shift
+    if not folds and len(parts) > 1:
+        result["by_file"] = {}
+        start = 0
+        for path, part in parts:
+            stop = start + len(part)
+            result["by_file"][path] = {
+                "model": ff_metrics(part, pred[start:stop]),
+                **{n: ff_metrics(part, predictions[n][start:stop], s) for n, s in shifts.items()},
+            }
+            start = stop
     if plot:
-        force_parity_plot(test, predictions, plot, title=Path(data).name)
+        force_parity_plot(test, predictions, plot, title=title)
     return result

@@ -99,14 +99,24 @@ def read_union(
     and forces of PBE and PBEsol differ systematically, and one model would learn both. Frames
     that record none are not checked. ``allow_mixed_dft`` mixes them anyway.
     """
+    parts = read_parts(data, allow_mixed_dft)
+    return [a for _, part in parts for a in part], " + ".join(name for name, _ in parts)
+
+
+def read_parts(
+    data: str | os.PathLike | Sequence[str | os.PathLike] | Sequence[Atoms],
+    allow_mixed_dft: bool = False,
+) -> list[tuple[str, list[Atoms]]]:
+    """:func:`read_union`, file by file: ``[(path, frames), ...]`` (one ``"<frames>"`` part
+    for frames given as Atoms)."""
     if isinstance(data, str | os.PathLike):
-        return read(data), str(data)
+        return [(str(data), read(data))]
     items = list(data)
     if not items:
         raise DataError("<no data>", "no files or frames given")
     if all(isinstance(a, Atoms) for a in items):
-        return list(items), "<frames>"
-    frames: list[Atoms] = []
+        return [("<frames>", list(items))]
+    parts: list[tuple[str, list[Atoms]]] = []
     seen: dict[str, str] = {}  # functional -> the first file labelled with it
     for path in items:
         part = read(path)
@@ -119,8 +129,8 @@ def read_union(
                     "functionals (allow_mixed_dft / --allow-mixed-dft to train anyway)",
                 )
             seen.setdefault(f, str(path))
-        frames += part
-    return frames, " + ".join(map(str, items))
+        parts.append((str(path), part))
+    return parts
 
 
 def _read(path: Path, index: str | int, format: str | None, structure: Atoms | None) -> list[Atoms]:
