@@ -153,7 +153,7 @@ def _cmd_label(args: argparse.Namespace) -> None:
         n = len(io.read(args.structures, check=False))
         print(queue_status(n, args.out, args.job_dir, args.ids))
         return
-    # SIGTERM: checkpoint the SCF in flight, then stop (the rerun continues from there)
+    # SIGTERM: checkpoint the run in flight, then stop (the rerun continues from there)
     signal.signal(signal.SIGTERM, lambda *_: request_stop())
 
     overrides = {"bec": not args.no_bec}
@@ -787,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
         "label",
         help="DFT labels with ABINIT (energy, forces, stress, Z*, eps_inf)",
         description="Label structures with ABINIT, resumably (rerun the same command after a "
-        "kill). SIGTERM stops after checkpointing the SCF in flight (within one SCF step).",
+        "kill). SIGTERM stops after checkpointing the run in flight (within one SCF or DFPT step).",
     )
     q.add_argument("structures", help="extxyz file of structures to label")
     q.add_argument("--out", required=True, help="labelled frames are appended here")
@@ -804,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--nstep", type=int, help="override the preset's max SCF steps")
     q.add_argument(
         "--checkpoint-min", type=float,
-        help="minutes between SCF checkpoints (default 120; SIGTERM checkpoints anyway)",
+        help="minutes between checkpoints of a run (default 120; SIGTERM checkpoints anyway)",
     )  # fmt: skip
     q.add_argument(
         "--kpt-length", type=float, help="override the k-mesh density: n_i = ceil(L / a_i), L in Å"

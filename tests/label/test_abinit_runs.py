@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -22,9 +23,12 @@ from bornfield.label import label_structures, preset, run_abinit
 from bornfield.label.abinit import (
     CHECKPOINT,
     CHECKPOINT_RECORD,
+    DFPT_CHECKPOINT_STEPS,
     DONE,
     LabelError,
+    LabelStopped,
     _scf_steps,
+    request_stop,
     write_input,
 )
 from bornfield.label.generators import cubic_perovskite, perturbed
@@ -221,6 +225,47 @@ def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
     other = preset("test", kpt_length=6.0, ecut=13.0)  # other settings: nothing is reused
     run_abinit(atoms, replace(other, bec=False), tmp_path / "staged", nprocs=1)
     assert not (tmp_path / "staged" / "ddk1").exists()
+
+
+def test_stopped_dfpt_stage_resumes_from_its_first_order_wavefunctions(tmp_path):
+    """A stop request during a DFPT stage (the scans' field responses take about an hour each):
+    in its first steps the run is killed, later it writes its first-order wavefunctions at the
+    end of its step, and the rerun goes on from them to the uninterrupted Z* and ε∞, its
+    record holding both runs."""
+    settings = preset("test", kpt_length=6.0, ecut=12.0)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)
+    ref = run_abinit(atoms, settings, tmp_path / "ref", nprocs=1)
+    run = tmp_path / "run"
+
+    def stop_at(stage: str, step: int) -> None:
+        """Run until ``stage`` has done ``step`` steps, then ask for a stop."""
+        abo = run / stage / "run.abo"
+
+        def watch() -> None:
+            while not (abo.exists() and _scf_steps(abo.read_text(errors="replace")) >= step):
+                time.sleep(0.02)
+            request_stop()
+
+        threading.Thread(target=watch, daemon=True).start()
+        with pytest.raises(LabelStopped):
+            run_abinit(atoms, settings, run, nprocs=1)
+
+    stop_at("ddk1", 1)  # too early to be worth a checkpoint: killed
+    assert not any((run / "ddk1").glob("in_1WF*")) and not (run / "ddk1" / DONE).exists()
+    stop_at("efield1", DFPT_CHECKPOINT_STEPS + 1)
+    pert = 3 * len(atoms) + 4  # the field along x
+    assert (run / "efield1" / f"in_1WF{pert}").exists()
+    assert all((run / f"ddk{j}" / DONE).exists() for j in (1, 2, 3))
+    before = json.loads((run / "efield1" / CHECKPOINT_RECORD).read_text())
+    assert before["scf_steps"] >= DFPT_CHECKPOINT_STEPS and before["restarts"] == 1
+    got = run_abinit(atoms, settings, run, nprocs=1)
+    np.testing.assert_allclose(got.arrays["born_charges"], ref.arrays["born_charges"], atol=2e-3)
+    np.testing.assert_allclose(got.info["epsilon_inf"], ref.info["epsilon_inf"], atol=2e-3)
+    prov = json.loads(got.info["provenance"])
+    assert prov["resumed_from_checkpoint"] and prov["stage_restarts"]["efield1"] == 1
+    assert prov["stage_wall_s"]["efield1"] > before["wall_s"]
+    assert "ird1wf 1" in (run / "efield1" / "run.abi").read_text()
+    assert not (run / "efield1" / f"in_1WF{pert}").exists()
 
 
 def test_resume_after_interruption_and_failure_is_recorded(tmp_path):

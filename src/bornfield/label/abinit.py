@@ -61,11 +61,12 @@ _STOP = threading.Event()
 
 
 def request_stop() -> None:
-    """Stop labelling soon, keeping the work in flight: a ground-state SCF is asked to write its
-    checkpoint at the end of its current step (one in its first ``checkpoint_steps`` steps is
-    killed, keeping its previous checkpoint), a DFPT stage is killed (it reruns, at most one
-    perturbation), and :class:`LabelStopped` is raised. Meant for a SIGTERM handler (a batch
-    system's warning before the end of a job, or a session that ends)."""
+    """Stop labelling soon, keeping the work in flight: the stage in flight is asked to write
+    its checkpoint at the end of its current step (a ground-state SCF in its first
+    ``checkpoint_steps`` steps, or a DFPT stage in its first :data:`DFPT_CHECKPOINT_STEPS`, is
+    killed, keeping its previous checkpoint), and :class:`LabelStopped` is raised. Meant for a
+    SIGTERM handler (a batch system's warning before the end of a job, or a session that
+    ends)."""
     _STOP.set()
 
 
@@ -265,10 +266,15 @@ def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
 
 
 #: the ground-state wavefunctions of an interrupted SCF, kept in the ``gs`` stage directory
+#: (a DFPT stage keeps its first-order wavefunctions as the ``in_1WF<pert>`` it restarts from)
 CHECKPOINT = "checkpoint_WFK"
 #: beside it: wall and CPU seconds, SCF steps and restarts of the runs that led to it, which a
 #: resumed stage (another process, e.g. the next session) adds to its record
 CHECKPOINT_RECORD = "checkpoint.json"
+#: DFPT steps before a stage may be checkpointed: its restart from the first-order
+#: wavefunctions costs about two steps of a field response and none of a ddk (5-atom CaTiO3,
+#: test preset: efield 8 steps after a checkpoint at step 7 of 13; ddk 9 after 7 of 16)
+DFPT_CHECKPOINT_STEPS = 3
 #: seconds between SCF checkpoints. Each restarts ABINIT: a 20-atom CaTiO3 SCF on 2 ranks lost
 #: about two steps of the density mixer's history and spent ~6 min in its first step after the
 #: restart against ~2 min per step, i.e. ~20 % of a 30-min interval. A session's or batch
@@ -287,6 +293,24 @@ _OVERALL_TIME = re.compile(r"^\+Overall time at end \(sec\) : cpu=\s*([\d.]+)", 
 #: only when it is unchanged
 STAMP = "input.abi"
 DONE = "done.json"
+
+
+@dataclass(frozen=True)
+class _Restart:
+    """How a stage restarts from its checkpoint."""
+
+    output: str  # the wavefunctions ABINIT writes when it stops
+    kept: str  # their name as the checkpoint, in the stage directory
+    line: str  # the input line that reads them
+
+
+def _restart(stage: str, natom: int) -> _Restart:
+    """The checkpoint of a stage: the ground state's wavefunctions, or the first-order ones of
+    its perturbation (ddk j: 3 natom + j; field j: 3 natom + 3 + j), read as ``in_1WF``."""
+    if stage == "gs":
+        return _Restart("runo_WFK", CHECKPOINT, f'getwfk_filepath "{CHECKPOINT}"')
+    pert = 3 * natom + int(stage[-1]) + (3 if stage.startswith("efield") else 0)
+    return _Restart(f"runo_1WF{pert}", f"in_1WF{pert}", "ird1wf 1")
 
 
 def _stage_links(stage: str, natom: int) -> dict[str, str]:
@@ -313,16 +337,17 @@ def run_abinit(
     """Label one structure in ``workdir``; return it with labels and provenance.
 
     The calculation runs as the stages of :func:`stage_inputs`, each in its own subdirectory;
-    a finished stage is kept, so a call after a kill repeats only the stage in flight. The
-    ground-state SCF is also checkpointed: every ``checkpoint_s`` seconds ABINIT is asked to
-    stop (``chkexit``), its wavefunctions are kept as ``gs/checkpoint_WFK`` and the run restarts
-    from them. A restart loses the density mixer's history (about two SCF steps), so a
-    checkpoint also waits for ``checkpoint_steps`` steps of the run (a 20-atom step takes
-    minutes). :func:`request_stop` checkpoints the SCF in flight (once it has done
-    ``checkpoint_steps`` steps; before, the previous checkpoint stays) and stops. The wall and
-    CPU time, SCF steps and restarts of the runs before a checkpoint are kept beside it
-    (``gs/checkpoint.json``), so a frame resumed in another process records its whole cost
-    (a run killed without a checkpoint is not counted: its work is redone). Raises
+    a finished stage is kept, so a call after a kill repeats only the stage in flight. Each
+    stage is also checkpointed: every ``checkpoint_s`` seconds ABINIT is asked to stop
+    (``chkexit``), its wavefunctions are kept (``gs/checkpoint_WFK``; a DFPT stage's first-order
+    ones as ``in_1WF<pert>``) and the run restarts from them. A restart loses the density
+    mixer's history (about two SCF steps), so a checkpoint also waits for ``checkpoint_steps``
+    steps of the ground state's run (a 20-atom step takes minutes), or
+    :data:`DFPT_CHECKPOINT_STEPS` of a DFPT run. :func:`request_stop` checkpoints the stage in
+    flight (once it has done those steps; before, the previous checkpoint stays) and stops. The
+    wall and CPU time, steps and restarts of the runs before a checkpoint are kept beside it
+    (``checkpoint.json``), so a frame resumed in another process records its whole cost (a run
+    killed without a checkpoint is not counted: its work is redone). Raises
     :class:`LabelError` with the reason when ABINIT fails or an SCF does not converge.
     """
     workdir = Path(workdir)
@@ -334,7 +359,9 @@ def run_abinit(
         _clear(workdir, keep=())  # another structure, other settings or an older layout
         stamp.write_text(whole)
     records = {s: _done(workdir / s) for s in stages}
-    resumed = any(records.values()) or (workdir / "gs" / CHECKPOINT).exists()
+    resumed = any(records.values()) or any(
+        (workdir / s / _restart(s, len(atoms)).kept).exists() for s in stages
+    )
     t0 = time.perf_counter()
     ran: set[str] = set()
     for name, abi in stages.items():
@@ -354,7 +381,8 @@ def run_abinit(
         try:
             records[name] = _run_stage(
                 abi, d, nprocs, checkpoint_s, left, settings.nstep, links,
-                ckpt=name == "gs", checkpoint_steps=checkpoint_steps,
+                restart=_restart(name, len(atoms)),
+                checkpoint_steps=checkpoint_steps if name == "gs" else DFPT_CHECKPOINT_STEPS,
                 toldff=None if settings.bec else settings.toldff_scf,
             )  # fmt: skip
         except LabelStopped:
@@ -405,6 +433,7 @@ def run_abinit(
         stage_cpu_s=cpu,
         nprocs=nprocs,
         scf_restarts=records["gs"]["restarts"],
+        stage_restarts={k: r["restarts"] for k, r in records.items()},
         scf_checkpoints_postponed=records["gs"].get("checkpoints_postponed", 0),
         resumed_from_checkpoint=resumed,
     )
@@ -438,17 +467,17 @@ def _run_stage(
     timeout: float | None,
     nstep: int,
     links: dict[str, str],
-    ckpt: bool,
+    restart: _Restart,
     checkpoint_steps: int = 8,
     toldff: float | None = None,
 ) -> dict:
-    """Run one stage in directory ``d`` to completion (restarting from SCF checkpoints when
-    ``ckpt``); return its wall time, SCF steps and restarts. ``toldff``: the SCF's stopping
-    rule on forces (Ha/Bohr), if it has one (see :func:`_abinit_once`)."""
+    """Run one stage in directory ``d`` to completion, restarting from its checkpoints; return
+    its wall time, SCF (or DFPT) steps and restarts. ``toldff``: the SCF's stopping rule on
+    forces (Ha/Bohr), if it has one (see :func:`_abinit_once`)."""
     d.mkdir(exist_ok=True)
-    kept = (CHECKPOINT, CHECKPOINT_RECORD, POSTPONED)
+    kept = (restart.kept, CHECKPOINT_RECORD, POSTPONED)
     _clear(d, keep=kept)  # ABINIT never overwrites: a stale run must go
-    before = _checkpoint_record(d)  # the runs that led to the checkpoint this one resumes from
+    before = _checkpoint_record(d, restart.kept)  # the runs that led to the checkpoint
     restarts, steps, cpu = before["restarts"], before["scf_steps"], before["cpu_s"]
     t_start = time.perf_counter()
     t0 = t_start - before["wall_s"]
@@ -456,21 +485,21 @@ def _run_stage(
         for name, target in links.items():
             (d / name).symlink_to(target)
         left = None if timeout is None else timeout - (time.perf_counter() - t_start)
-        text = _abinit_once(abi, d, nprocs, checkpoint_s if ckpt else math.inf, left,
-                            checkpoint_steps, toldff)  # fmt: skip
+        text = _abinit_once(abi, d, nprocs, checkpoint_s, left, checkpoint_steps, toldff,
+                            restart)  # fmt: skip
         steps += _scf_steps(text)
         cpu += _cpu_seconds(text) or 0.0
         if EXIT_REQUESTED not in text:
             break
-        if not (d / "runo_WFK").exists():
+        if not (d / restart.output).exists():
             raise LabelError(f"ABINIT stopped for a checkpoint without wavefunctions in {d}")
-        os.replace(d / "runo_WFK", d / CHECKPOINT)
-        restarts += 1  # the next run, in this process or a later one, restarts the SCF
+        os.replace(d / restart.output, d / restart.kept)
+        restarts += 1  # the next run, in this process or a later one, restarts the stage
         _write_json(d / CHECKPOINT_RECORD, {
             "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
             "scf_steps": steps, "restarts": restarts})  # fmt: skip
         if _STOP.is_set():
-            raise LabelStopped(f"stopped on request; the SCF in {d} is checkpointed")
+            raise LabelStopped(f"stopped on request; the run in {d} is checkpointed")
         if steps > nstep + 3 * restarts:  # a restart costs about two steps
             raise LabelError(f"SCF not converged in {steps} steps (see {d})")
         _clear(d, keep=kept)
@@ -481,7 +510,7 @@ def _run_stage(
            "scf_steps": steps, "restarts": restarts,
            "checkpoints_postponed": postponed}  # fmt: skip
     _write_json(d / DONE, rec)  # a stage is either done or not
-    (d / CHECKPOINT).unlink(missing_ok=True)
+    (d / restart.kept).unlink(missing_ok=True)
     (d / CHECKPOINT_RECORD).unlink(missing_ok=True)
     return rec
 
@@ -493,11 +522,11 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _checkpoint_record(d: Path) -> dict:
-    """What the runs before the checkpoint in ``d`` did (zeros without a checkpoint, or for
-    one written before these records were kept)."""
+def _checkpoint_record(d: Path, kept: str = CHECKPOINT) -> dict:
+    """What the runs before the checkpoint ``kept`` in ``d`` did (zeros without a checkpoint,
+    or for one written before these records were kept)."""
     zero = {"wall_s": 0.0, "cpu_s": 0.0, "scf_steps": 0, "restarts": 0}
-    if not (d / CHECKPOINT).exists():
+    if not (d / kept).exists():
         return zero
     try:
         return zero | json.loads((d / CHECKPOINT_RECORD).read_text())
@@ -528,6 +557,7 @@ def _abinit_once(
     timeout: float | None,
     checkpoint_steps: int = 1,
     toldff: float | None = None,
+    restart: _Restart | None = None,
 ) -> str:
     """One ABINIT run of input ``abi`` (from the checkpoint when there is one); returns the .abo
     text. Asks ABINIT to stop (``chkexit``) after ``checkpoint_s`` seconds and
@@ -535,14 +565,16 @@ def _abinit_once(
     ``checkpoint_s`` is finite and the run has done ``checkpoint_steps`` steps; otherwise a stop
     request kills the run (an earlier checkpoint stays). A periodic checkpoint waits while an
     SCF that stops on forces (``toldff``) is about to converge (:func:`_nearly_converged`), for
-    at most ``POSTPONE_STEPS`` steps: a restart costs more steps than it would have left."""
+    at most ``POSTPONE_STEPS`` steps: a restart costs more steps than it would have left.
+    ``restart``: where the checkpoint is (default: the ground state's)."""
     if _STOP.is_set():
         raise LabelStopped(f"stopped on request before {workdir}")
     if timeout is not None and timeout <= 0:
         raise LabelError(f"ABINIT exceeded the time limit before {workdir}")
+    restart = restart or _restart("gs", 0)
     text = abi + "chkexit 1\n"
-    if (workdir / CHECKPOINT).exists():
-        text += f'getwfk_filepath "{CHECKPOINT}"\n'
+    if (workdir / restart.kept).exists():
+        text += restart.line + "\n"
     (workdir / "run.abi").write_text(text)
     cmd = ["abinit", "run.abi"]
     if nprocs > 1:
@@ -557,7 +589,10 @@ def _abinit_once(
                                 preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
         asked, due_at = False, None  # due_at: SCF steps when a periodic checkpoint fell due
         while proc.poll() is None:
-            time.sleep(max(0.05, min(2.0, checkpoint_s / 5)))
+            if _STOP.is_set():
+                time.sleep(0.05)
+            else:  # a stop request is acted on at once
+                _STOP.wait(max(0.05, min(2.0, checkpoint_s / 5)))
             now = time.perf_counter()
             if timeout is not None and now - t0 > timeout:
                 _kill(proc)
