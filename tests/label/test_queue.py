@@ -123,7 +123,9 @@ def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
     (job / "claims" / "s00003.json").write_text(json.dumps(claim))
     before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     s = Q.queue_status(len(structures), out)
-    assert (s.done, list(s.failed), s.running, s.pending) == ([0, 2], [1], {3: "1 of 1"}, [4])
+    assert (s.done, list(s.failed), s.running, s.pending) == (
+        [0, 2], [1], {3: "1 of 1 stages finished"}, [4],
+    )  # fmt: skip
     assert "about 0.3 h left on one worker" in str(s)  # 2 frames left at 10 min each
     assert s.quiet_s == [240.0, 240.0]  # CPU over 2 ranks: 4 min each on quiet cores
     assert "4 min per frame on quiet cores" in str(s) and "about 0.1 h left" in str(s)
@@ -133,3 +135,10 @@ def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
     assert "0 of 2 done" in r.stdout and "structure 3, 1 of 1 stages" in r.stdout
     after = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.name != "s.xyz")
     assert after == before
+    # a stage in flight: its steps, counting those before the checkpoint it resumed from
+    flight = job / "s00003" / "ddk1"
+    flight.mkdir()
+    (flight / "run.abo").write_text("".join(f" ETOT  {k}  -27.8  1e-3\n" for k in (1, 2, 3)))
+    (flight / "checkpoint.json").write_text(json.dumps({"scf_steps": 8}))
+    s = Q.queue_status(len(structures), out)
+    assert s.running == {3: "1 of 1 stages finished, ddk1 at step 11 (8 before its checkpoint)"}

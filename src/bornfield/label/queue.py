@@ -29,9 +29,12 @@ from ase import Atoms
 from bornfield.data import io
 from bornfield.errors import BornfieldError, DataError
 from bornfield.label.abinit import (
+    CHECKPOINT_RECORD,
     CHECKPOINT_S,
+    DONE,
     AbinitSettings,
     LabelError,
+    _scf_steps,
     run_abinit,
     tidy,
     write_input,
@@ -163,6 +166,23 @@ def label_structures(
     return report
 
 
+def _in_flight(d: Path) -> str:
+    """``", gs at step 12 (8 before its checkpoint)"``: the unfinished stage of structure
+    directory ``d`` and its SCF (or DFPT) steps so far, or ``""``."""
+    stages = [s for s in d.glob("*/run.abo") if not (s.parent / DONE).exists()]
+    if not stages:
+        return ""
+    abo = max(stages, key=lambda p: p.stat().st_mtime)
+    try:
+        before = json.loads((abo.parent / CHECKPOINT_RECORD).read_text())["scf_steps"]
+    except (OSError, ValueError, KeyError):
+        before = 0
+    steps = before + _scf_steps(abo.read_text(errors="replace"))
+    return f", {abo.parent.name} at step {steps}" + (
+        f" ({before} before its checkpoint)" if before else ""
+    )
+
+
 def _job_dir(out: Path, job_dir: str | Path | None) -> Path:
     return Path(job_dir) if job_dir else out.with_name(out.name + ".job")
 
@@ -173,7 +193,7 @@ class QueueStatus:
 
     out: Path
     done: list[int]
-    running: dict[int, str]  # id -> its finished stages, "k of n"
+    running: dict[int, str]  # id -> its finished stages and the one in flight
     failed: dict[int, str]
     pending: list[int]
     wall_s: list[float]  # ABINIT wall time of each done frame (its provenance)
@@ -184,7 +204,7 @@ class QueueStatus:
     def __str__(self) -> str:
         n = len(self.done) + len(self.running) + len(self.failed) + len(self.pending)
         out = [f"{self.out}: {len(self.done)} of {n} done"]
-        out += [f"  running: structure {i}, {st} stages finished" for i, st in self.running.items()]
+        out += [f"  running: structure {i}, {st}" for i, st in self.running.items()]
         out += [f"  failed: structure {i}: {why}" for i, why in self.failed.items()]
         if self.pending:
             out.append(f"  pending: {len(self.pending)}, next {self.pending[:8]}")
@@ -230,8 +250,9 @@ def queue_status(
         except ValueError:
             continue
         if _alive(owner):
-            stages = len(list((job / f"s{i:05d}").glob("*/done.json")))
-            running[i] = f"{stages} of {n_stages}"
+            d = job / f"s{i:05d}"
+            running[i] = f"{len(list(d.glob('*/' + DONE)))} of {n_stages} stages finished"
+            running[i] += _in_flight(d)
     started = done_ids | set(failed) | set(running)
     provs = [
         json.loads(a.info["provenance"])
