@@ -193,17 +193,25 @@ def test_sigterm_checkpoints_the_scf_and_the_rerun_continues(tmp_path):
     assert not (tmp_path / "l.xyz.job" / "failed.json").exists()
 
 
-def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """A strained, rattled (symmetry-free) cubic CaTiO3 labelled with Z* in stages, uninterrupted:
+    its settings, structure, job directory and labels."""
+    settings = preset("test", kpt_length=6.0, ecut=12.0)
+    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)
+    workdir = tmp_path_factory.mktemp("staged")
+    return settings, atoms, workdir, run_abinit(atoms, settings, workdir, nprocs=1)
+
+
+def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path, staged):
     """Ground state, ddk and field response per direction as separate runs give the Z* and ε∞
     that ABINIT prints for the single multi-dataset run; a stage in flight is all that reruns."""
-    settings = preset("test", kpt_length=6.0, ecut=12.0)
-    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)  # no symmetry
+    settings, atoms, workdir, got = staged
     one = tmp_path / "one"
     one.mkdir()
     (one / "run.abi").write_text(write_input(atoms, settings))
     subprocess.run(["abinit", "run.abi"], cwd=one, check=True, capture_output=True)
     ref = read_abinit_output(one / "run.abo")
-    got = run_abinit(atoms, settings, tmp_path / "staged", nprocs=1)
     np.testing.assert_allclose(got.arrays["born_charges"], ref.arrays["born_charges"], atol=1e-6)
     np.testing.assert_allclose(got.info["epsilon_inf"], ref.info["epsilon_inf"], atol=1e-5)
     np.testing.assert_allclose(got.arrays["forces"], ref.arrays["forces"], atol=1e-8)
@@ -213,28 +221,26 @@ def test_stages_equal_one_run_and_a_kill_repeats_one_perturbation(tmp_path):
     assert list(prov["stage_wall_s"]) == stages and list(prov["stage_cpu_s"]) == stages
     assert prov["cpu_time_s"] == pytest.approx(sum(prov["stage_cpu_s"].values()), abs=0.5)
     assert 0 < prov["cpu_time_s"] < 1.5 * prov["wall_time_s"]  # one rank: CPU ≤ wall
-    done = {s: (tmp_path / "staged" / s / DONE).stat().st_mtime_ns for s in stages}
+    done = {s: (workdir / s / DONE).stat().st_mtime_ns for s in stages}
     # killed during the field response along y: its record half-written, the next stage's
     # directory not made yet (its inputs are found all the same)
-    (tmp_path / "staged" / "efield2" / DONE).write_text('{"wall_s": 1')
-    shutil.rmtree(tmp_path / "staged" / "efield3")
-    again = run_abinit(atoms, settings, tmp_path / "staged", nprocs=1)
-    redone = [s for s in stages if (tmp_path / "staged" / s / DONE).stat().st_mtime_ns != done[s]]
+    (workdir / "efield2" / DONE).write_text('{"wall_s": 1')
+    shutil.rmtree(workdir / "efield3")
+    again = run_abinit(atoms, settings, workdir, nprocs=1)
+    redone = [s for s in stages if (workdir / s / DONE).stat().st_mtime_ns != done[s]]
     assert redone == ["efield2", "efield3"]
     np.testing.assert_allclose(again.arrays["born_charges"], got.arrays["born_charges"], atol=1e-8)
     other = preset("test", kpt_length=6.0, ecut=13.0)  # other settings: nothing is reused
-    run_abinit(atoms, replace(other, bec=False), tmp_path / "staged", nprocs=1)
-    assert not (tmp_path / "staged" / "ddk1").exists()
+    run_abinit(atoms, replace(other, bec=False), workdir, nprocs=1)
+    assert not (workdir / "ddk1").exists()
 
 
-def test_stopped_dfpt_stage_resumes_from_its_first_order_wavefunctions(tmp_path):
+def test_stopped_dfpt_stage_resumes_from_its_first_order_wavefunctions(tmp_path, staged):
     """A stop request during a DFPT stage (the scans' field responses take about an hour each):
     in its first steps the run is killed, later it writes its first-order wavefunctions at the
     end of its step, and the rerun goes on from them to the uninterrupted Z* and ε∞, its
     record holding both runs."""
-    settings = preset("test", kpt_length=6.0, ecut=12.0)
-    (atoms,) = perturbed(cubic_perovskite(), 1, rattle=0.06, strain=0.01, seed=3)
-    ref = run_abinit(atoms, settings, tmp_path / "ref", nprocs=1)
+    settings, atoms, _, ref = staged
     run = tmp_path / "run"
 
     def stop_at(stage: str, step: int) -> None:
