@@ -119,6 +119,8 @@ def read_parts(
     parts: list[tuple[str, list[Atoms]]] = []
     seen: dict[str, str] = {}  # functional -> the first file labelled with it
     for path in items:
+        if str(path) in (name for name, _ in parts):
+            raise DataError(str(path), "given twice")
         part = read(path)
         for f in sorted({x for x in map(functional, part) if x is not None}):
             if seen and f not in seen and not allow_mixed_dft:
@@ -126,7 +128,7 @@ def read_parts(
                 raise DataError(
                     str(path),
                     f"labelled with {f}, {first} with {other}: one model would learn two "
-                    "functionals (allow_mixed_dft / --allow-mixed-dft to train anyway)",
+                    "functionals (allow_mixed_dft / --allow-mixed-dft to use them anyway)",
                 )
             seen.setdefault(f, str(path))
         parts.append((str(path), part))

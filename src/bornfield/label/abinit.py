@@ -1,8 +1,8 @@
 """ABINIT driver: SCF (energy, forces, stress), then DFPT ddk and electric-field response (Z*, ε∞).
 
 One structure, one directory; the calculation runs as seven ABINIT runs under ``mpirun`` (ground
-state, then ddk and field response per field direction), each kept when finished, and the ground
-state restarted from checkpointed wavefunctions when a long SCF is interrupted. Energy, forces
+state, then ddk and field response per field direction), each kept when finished, and each
+restarted from checkpointed (first-order) wavefunctions when it is interrupted. Energy, forces
 and stress are parsed by :func:`bornfield.data.importers.read_abinit_output`, Z* and ε∞ from the
 DDB files by :func:`bornfield.data.importers.born_charges_from_ddb`. Settings come in named
 presets.
@@ -266,16 +266,18 @@ def stage_inputs(atoms: Atoms, settings: AbinitSettings) -> dict[str, str]:
 
 
 #: the ground-state wavefunctions of an interrupted SCF, kept in the ``gs`` stage directory
-#: (a DFPT stage keeps its first-order wavefunctions as the ``in_1WF<pert>`` it restarts from)
+#: (an interrupted DFPT stage keeps its first-order wavefunctions as the ``in_1WF<pert>`` it
+#: restarts from)
 CHECKPOINT = "checkpoint_WFK"
 #: beside it: wall and CPU seconds, SCF steps and restarts of the runs that led to it, which a
 #: resumed stage (another process, e.g. the next session) adds to its record
 CHECKPOINT_RECORD = "checkpoint.json"
-#: DFPT steps before a stage may be checkpointed: its restart from the first-order
+#: DFPT steps before a stop request checkpoints a stage (a periodic checkpoint waits for
+#: ``checkpoint_steps``, as the ground state's does): its restart from the first-order
 #: wavefunctions costs about two steps of a field response and none of a ddk (5-atom CaTiO3,
 #: test preset: efield 8 steps after a checkpoint at step 7 of 13; ddk 9 after 7 of 16)
 DFPT_CHECKPOINT_STEPS = 3
-#: seconds between SCF checkpoints. Each restarts ABINIT: a 20-atom CaTiO3 SCF on 2 ranks lost
+#: seconds between checkpoints of a run. Each restarts ABINIT: a 20-atom CaTiO3 SCF on 2 ranks lost
 #: about two steps of the density mixer's history and spent ~6 min in its first step after the
 #: restart against ~2 min per step, i.e. ~20 % of a 30-min interval. A session's or batch
 #: system's SIGTERM checkpoints anyway (:func:`request_stop`); this guards against SIGKILL.
@@ -304,12 +306,19 @@ class _Restart:
     line: str  # the input line that reads them
 
 
+def _pert(stage: str, natom: int) -> int:
+    """ABINIT's index of a DFPT stage's first-order wavefunction files, 3 (ipert − 1) + idir:
+    ddk j (ipert natom + 1) 3 natom + j, field j (ipert natom + 2) 3 natom + 3 + j."""
+    kind, j = stage[:-1], int(stage[-1])
+    return 3 * natom + j + {"ddk": 0, "efield": 3}[kind]
+
+
 def _restart(stage: str, natom: int) -> _Restart:
     """The checkpoint of a stage: the ground state's wavefunctions, or the first-order ones of
-    its perturbation (ddk j: 3 natom + j; field j: 3 natom + 3 + j), read as ``in_1WF``."""
+    its perturbation, read as ``in_1WF<pert>``."""
     if stage == "gs":
         return _Restart("runo_WFK", CHECKPOINT, f'getwfk_filepath "{CHECKPOINT}"')
-    pert = 3 * natom + int(stage[-1]) + (3 if stage.startswith("efield") else 0)
+    pert = _pert(stage, natom)
     return _Restart(f"runo_1WF{pert}", f"in_1WF{pert}", "ird1wf 1")
 
 
@@ -320,7 +329,8 @@ def _stage_links(stage: str, natom: int) -> dict[str, str]:
     links = {"in_WFK": "../gs/runo_WFK"}
     if stage.startswith("efield"):
         for j in (1, 2, 3):
-            links[f"in_1WF{3 * natom + j}"] = f"../ddk{j}/runo_1WF{3 * natom + j}"
+            p = _pert(f"ddk{j}", natom)
+            links[f"in_1WF{p}"] = f"../ddk{j}/runo_1WF{p}"
     return links
 
 
@@ -342,9 +352,9 @@ def run_abinit(
     (``chkexit``), its wavefunctions are kept (``gs/checkpoint_WFK``; a DFPT stage's first-order
     ones as ``in_1WF<pert>``) and the run restarts from them. A restart loses the density
     mixer's history (about two SCF steps), so a checkpoint also waits for ``checkpoint_steps``
-    steps of the ground state's run (a 20-atom step takes minutes), or
-    :data:`DFPT_CHECKPOINT_STEPS` of a DFPT run. :func:`request_stop` checkpoints the stage in
-    flight (once it has done those steps; before, the previous checkpoint stays) and stops. The
+    steps of the run (a 20-atom step takes minutes). :func:`request_stop` checkpoints the stage
+    in flight (once it has done those steps, or :data:`DFPT_CHECKPOINT_STEPS` of a DFPT run;
+    before, the previous checkpoint stays) and stops. The
     wall and CPU time, steps and restarts of the runs before a checkpoint are kept beside it
     (``checkpoint.json``), so a frame resumed in another process records its whole cost (a run
     killed without a checkpoint is not counted: its work is redone). Raises
@@ -381,8 +391,8 @@ def run_abinit(
         try:
             records[name] = _run_stage(
                 abi, d, nprocs, checkpoint_s, left, settings.nstep, links,
-                restart=_restart(name, len(atoms)),
-                checkpoint_steps=checkpoint_steps if name == "gs" else DFPT_CHECKPOINT_STEPS,
+                restart=_restart(name, len(atoms)), checkpoint_steps=checkpoint_steps,
+                stop_steps=checkpoint_steps if name == "gs" else DFPT_CHECKPOINT_STEPS,
                 toldff=None if settings.bec else settings.toldff_scf,
             )  # fmt: skip
         except LabelStopped:
@@ -470,14 +480,16 @@ def _run_stage(
     restart: _Restart,
     checkpoint_steps: int = 8,
     toldff: float | None = None,
+    stop_steps: int | None = None,
 ) -> dict:
     """Run one stage in directory ``d`` to completion, restarting from its checkpoints; return
     its wall time, SCF (or DFPT) steps and restarts. ``toldff``: the SCF's stopping rule on
-    forces (Ha/Bohr), if it has one (see :func:`_abinit_once`)."""
+    forces (Ha/Bohr), if it has one; ``stop_steps``: see :func:`_abinit_once`."""
     d.mkdir(exist_ok=True)
     kept = (restart.kept, CHECKPOINT_RECORD, POSTPONED)
     _clear(d, keep=kept)  # ABINIT never overwrites: a stale run must go
     before = _checkpoint_record(d, restart.kept)  # the runs that led to the checkpoint
+    what = "SCF" if restart.kept == CHECKPOINT else "DFPT"
     restarts, steps, cpu = before["restarts"], before["scf_steps"], before["cpu_s"]
     t_start = time.perf_counter()
     t0 = t_start - before["wall_s"]
@@ -486,7 +498,7 @@ def _run_stage(
             (d / name).symlink_to(target)
         left = None if timeout is None else timeout - (time.perf_counter() - t_start)
         text = _abinit_once(abi, d, nprocs, checkpoint_s, left, checkpoint_steps, toldff,
-                            restart)  # fmt: skip
+                            restart, stop_steps)  # fmt: skip
         steps += _scf_steps(text)
         cpu += _cpu_seconds(text) or 0.0
         if EXIT_REQUESTED not in text:
@@ -501,10 +513,10 @@ def _run_stage(
         if _STOP.is_set():
             raise LabelStopped(f"stopped on request; the run in {d} is checkpointed")
         if steps > nstep + 3 * restarts:  # a restart costs about two steps
-            raise LabelError(f"SCF not converged in {steps} steps (see {d})")
+            raise LabelError(f"{what} not converged in {steps} steps (see {d})")
         _clear(d, keep=kept)
     if "not enough SCF cycles to converge" in text:
-        raise LabelError(f"SCF not converged in nstep={nstep} (see {d / 'run.abo'})")
+        raise LabelError(f"{what} not converged in nstep={nstep} (see {d / 'run.abo'})")
     postponed = (d / POSTPONED).read_text().count("\n") if (d / POSTPONED).exists() else 0
     rec = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1),
            "scf_steps": steps, "restarts": restarts,
@@ -558,6 +570,7 @@ def _abinit_once(
     checkpoint_steps: int = 1,
     toldff: float | None = None,
     restart: _Restart | None = None,
+    stop_steps: int | None = None,
 ) -> str:
     """One ABINIT run of input ``abi`` (from the checkpoint when there is one); returns the .abo
     text. Asks ABINIT to stop (``chkexit``) after ``checkpoint_s`` seconds and
@@ -566,7 +579,8 @@ def _abinit_once(
     request kills the run (an earlier checkpoint stays). A periodic checkpoint waits while an
     SCF that stops on forces (``toldff``) is about to converge (:func:`_nearly_converged`), for
     at most ``POSTPONE_STEPS`` steps: a restart costs more steps than it would have left.
-    ``restart``: where the checkpoint is (default: the ground state's)."""
+    ``restart``: where the checkpoint is (default: the ground state's); ``stop_steps``: the
+    steps a stop request waits for instead of ``checkpoint_steps``."""
     if _STOP.is_set():
         raise LabelStopped(f"stopped on request before {workdir}")
     if timeout is not None and timeout <= 0:
@@ -589,10 +603,8 @@ def _abinit_once(
                                 preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
         asked, due_at = False, None  # due_at: SCF steps when a periodic checkpoint fell due
         while proc.poll() is None:
-            if _STOP.is_set():
-                time.sleep(0.05)
-            else:  # a stop request is acted on at once
-                _STOP.wait(max(0.05, min(2.0, checkpoint_s / 5)))
+            # not _STOP.wait: a SIGTERM handler's _STOP.set() could deadlock on its lock
+            time.sleep(max(0.05, min(0.2, checkpoint_s / 5)))
             now = time.perf_counter()
             if timeout is not None and now - t0 > timeout:
                 _kill(proc)
@@ -604,7 +616,9 @@ def _abinit_once(
                 continue
             now_text = abo.read_text(errors="replace")
             steps = _scf_steps(now_text)
-            if steps >= checkpoint_steps:
+            if steps >= (
+                checkpoint_steps if stop_steps is None or not _STOP.is_set() else stop_steps
+            ):
                 if not _STOP.is_set() and _nearly_converged(now_text, toldff):
                     if due_at is None and POSTPONE_STEPS > 0:
                         due_at = steps

@@ -76,7 +76,7 @@ def label_structures(
 
     ``max_structures``: this call stops after that many structures (labelled or failed), so that
     a worker can be moved to another queue without killing a structure in flight.
-    ``checkpoint_s``: seconds between SCF checkpoints (see :func:`run_abinit`).
+    ``checkpoint_s``: seconds between checkpoints of a run (see :func:`run_abinit`).
     ``ids``: label only these structures (indices into ``structures``), in this order, e.g. the
     validation frames first; the others stay queued. A structure that failed (ABINIT's error,
     an SCF that did not converge, output that cannot be read) is recorded in the job's
