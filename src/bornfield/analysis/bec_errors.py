@@ -139,9 +139,11 @@ def evaluate_bec(
         m = load_model(path)
         return lambda a: predict_bec(m, a)
 
-    def add_eps(metrics: dict, m, test: list[Atoms]) -> dict:
+    with_eps = all("epsilon_inf" in a.info for a in frames)  # every fold scores the same
+
+    def add_eps(metrics: dict, m, test: list[Atoms], labelled: bool = with_eps) -> dict:
         """ε∞ errors too, where the model ``m`` has an ε∞ head and the frames have labels."""
-        if m.cfg.epsilon_head and all("epsilon_inf" in a.info for a in test):
+        if m.cfg.epsilon_head and labelled:
             metrics |= eps_metrics(test, [predict_epsilon(m, a) for a in test])
         return metrics
 
@@ -181,7 +183,9 @@ def evaluate_bec(
         for path, part in parts:
             p = [predict_bec(m, a, f"{path}: frame {i}") for i, a in enumerate(part)]
             if len(parts) > 1:
-                result.setdefault("by_file", {})[path] = add_eps(bec_metrics(part, p), m, part)
+                labelled = all("epsilon_inf" in a.info for a in part)
+                result.setdefault("by_file", {})[path] = add_eps(bec_metrics(part, p), m, part,
+                                                                 labelled)  # fmt: skip
             pred += p
         result["model"] = add_eps(bec_metrics(test, pred), m, test)
     elif not learning_curve_sizes:

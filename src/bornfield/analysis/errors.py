@@ -293,7 +293,9 @@ def evaluate_ff(
         ref = io.read(shift_data) if shift_data else test
         shift = fit_energy_shift(ref, pred_b if not shift_data else predict(calc, ref, False))
         result[name] = ff_metrics(test, pred_b, shift)
-        result[name]["energy_shift_fitted_on"] = str(shift_data or result["data"])
+        result[name]["energy_shift_fitted_on"] = (
+            str(shift_data) if shift_data else " + ".join(path for path, _ in parts)
+        )
         predictions[name], shifts[name] = pred_b, shift
     if not folds and len(parts) > 1:
         result["by_file"] = {}
