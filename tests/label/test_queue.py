@@ -14,6 +14,7 @@ from bornfield.data import io
 from bornfield.errors import DataError
 from bornfield.label import label_structures, preset
 from bornfield.label import queue as Q
+from bornfield.label.abinit import EXIT_REQUESTED
 from bornfield.label.generators import cubic_perovskite, perturbed
 
 
@@ -142,3 +143,8 @@ def test_status_reads_the_queue_without_changing_it(tmp_path, monkeypatch):
     (flight / "checkpoint.json").write_text(json.dumps({"scf_steps": 8}))
     s = Q.queue_status(len(structures), out)
     assert s.running == {3: "1 of 1 stages finished, ddk1 at step 11 (8 before its checkpoint)"}
+    # stopped for that checkpoint: the output's steps are in the record already
+    with open(flight / "run.abo", "a") as f:
+        f.write(f"  {EXIT_REQUESTED}\n")
+    s = Q.queue_status(len(structures), out)
+    assert s.running == {3: "1 of 1 stages finished, ddk1 at step 8 (8 before its checkpoint)"}

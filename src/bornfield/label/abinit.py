@@ -546,6 +546,16 @@ def _checkpoint_record(d: Path, kept: str = CHECKPOINT) -> dict:
         return zero
 
 
+def stage_steps(d: Path) -> tuple[int, int]:
+    """SCF (or DFPT) steps of the unfinished stage in directory ``d``: all so far, and those
+    of the runs before its checkpoint (the record exists only beside one). A run that stopped
+    for the checkpoint is in the record already, until the next run replaces its output."""
+    before = _checkpoint_record(d, CHECKPOINT_RECORD)["scf_steps"]
+    abo = d / "run.abo"
+    text = abo.read_text(errors="replace") if abo.exists() else ""
+    return before + (0 if EXIT_REQUESTED in text else _scf_steps(text)), before
+
+
 def _done(d: Path) -> dict | None:
     """The record of a finished stage, or None."""
     try:

@@ -29,13 +29,12 @@ from ase import Atoms
 from bornfield.data import io
 from bornfield.errors import BornfieldError, DataError
 from bornfield.label.abinit import (
-    CHECKPOINT_RECORD,
     CHECKPOINT_S,
     DONE,
     AbinitSettings,
     LabelError,
-    _scf_steps,
     run_abinit,
+    stage_steps,
     tidy,
     write_input,
 )
@@ -172,13 +171,9 @@ def _in_flight(d: Path) -> str:
     stages = [s for s in d.glob("*/run.abo") if not (s.parent / DONE).exists()]
     if not stages:
         return ""
-    abo = max(stages, key=lambda p: p.stat().st_mtime)
-    try:
-        before = json.loads((abo.parent / CHECKPOINT_RECORD).read_text())["scf_steps"]
-    except (OSError, ValueError, KeyError):
-        before = 0
-    steps = before + _scf_steps(abo.read_text(errors="replace"))
-    return f", {abo.parent.name} at step {steps}" + (
+    stage = max(stages, key=lambda p: p.stat().st_mtime).parent
+    steps, before = stage_steps(stage)
+    return f", {stage.name} at step {steps}" + (
         f" ({before} before its checkpoint)" if before else ""
     )
 
